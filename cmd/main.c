@@ -1,0 +1,84 @@
+/* main.c - the facever command line: dispatches to a subcommand. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd/cli.h"
+
+struct subcommand {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+};
+
+static const struct subcommand subcommands[] = {
+    {"import-tflite", fv_cmd_import_tflite, "convert a TensorFlow Lite file into a facever model"},
+    {"model-info", fv_cmd_model_info, "print a model file's metadata and graph"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: facever COMMAND [ARGS...]\n\n"
+               "Face verification after Wen et al. (center loss) and Wang et al. (CosFace).\n\n"
+               "commands:\n");
+    for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
+        fprintf(f, "  %-14s %s\n", subcommands[i].name, subcommands[i].summary);
+    fprintf(f, "\nRun 'facever COMMAND --help' for a command's options.\n");
+}
+
+int fv_cli_fail(const char *cmd, const struct fv_error *err)
+{
+    fprintf(stderr, "facever %s: %s\n", cmd,
+            err && err->message[0] ? err->message : fv_status_str(err ? err->status : FV_ERR_INTERNAL));
+    return 2;
+}
+
+int fv_cli_is_help(const char *arg)
+{
+    return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
+}
+
+int fv_cli_parse_float(const char *cmd, const char *option, const char *value, float *out)
+{
+    char *end;
+    errno = 0;
+    double v = value ? strtod(value, &end) : 0.0;
+    if (!value || end == value || *end || errno || !isfinite(v)) {
+        fprintf(stderr, "facever %s: %s needs a number, got '%s'\n", cmd, option,
+                value ? value : "(nothing)");
+        return -1;
+    }
+    *out = (float)v;
+    return 0;
+}
+
+int fv_cli_parse_int(const char *cmd, const char *option, const char *value, long min, long max,
+                     long *out)
+{
+    char *end;
+    errno = 0;
+    long v = value ? strtol(value, &end, 10) : 0;
+    if (!value || end == value || *end || errno || v < min || v > max) {
+        fprintf(stderr, "facever %s: %s needs an integer in [%ld, %ld], got '%s'\n", cmd, option,
+                min, max, value ? value : "(nothing)");
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || fv_cli_is_help(argv[1])) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
+        if (strcmp(argv[1], subcommands[i].name) == 0)
+            return subcommands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "facever: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

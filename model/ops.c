@@ -1,0 +1,328 @@
+/* ops.c - forward kernels: im2col + sgemm convolutions, depthwise, pooling, PReLU, ... */
+#include "model/ops.h"
+
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+/* Hot loops get an AVX2/FMA clone where the CPU has it, plain SSE2 elsewhere. */
+#if defined(__x86_64__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define FV_HOT __attribute__((target_clones("avx2,fma", "default")))
+#else
+#define FV_HOT
+#endif
+
+/* im2col works on row blocks of at most this many floats, so scratch stays
+ * small on big P-Net pyramid levels and the block stays in cache. */
+#define FV_IM2COL_BLOCK_FLOATS ((size_t)1 << 20)
+
+static int same_pad_before(int in, int out, int kernel, int stride)
+{
+    int total = (out - 1) * stride + kernel - in;
+    return total > 0 ? total / 2 : 0;
+}
+
+struct fv_conv_shape fv_conv_shape_make(int n, int in_h, int in_w, int in_c, int kernel_h,
+                                        int kernel_w, int stride_h, int stride_w,
+                                        enum fv_padding padding, int out_c)
+{
+    struct fv_conv_shape s = {
+        .n = n, .in_h = in_h, .in_w = in_w, .in_c = in_c,
+        .kernel_h = kernel_h, .kernel_w = kernel_w, .stride_h = stride_h, .stride_w = stride_w,
+        .out_c = out_c,
+    };
+    if (padding == FV_PADDING_SAME) {
+        s.out_h = (in_h + stride_h - 1) / stride_h;
+        s.out_w = (in_w + stride_w - 1) / stride_w;
+        s.pad_top = same_pad_before(in_h, s.out_h, kernel_h, stride_h);
+        s.pad_left = same_pad_before(in_w, s.out_w, kernel_w, stride_w);
+    } else {
+        s.out_h = in_h >= kernel_h ? (in_h - kernel_h) / stride_h + 1 : 0;
+        s.out_w = in_w >= kernel_w ? (in_w - kernel_w) / stride_w + 1 : 0;
+    }
+    return s;
+}
+
+static int conv_is_pointwise(const struct fv_conv_shape *s)
+{
+    return s->kernel_h == 1 && s->kernel_w == 1 && s->stride_h == 1 && s->stride_w == 1 &&
+           s->pad_top == 0 && s->pad_left == 0;
+}
+
+static size_t conv_block_rows(const struct fv_conv_shape *s)
+{
+    size_t k = (size_t)s->kernel_h * s->kernel_w * s->in_c;
+    size_t rows = (size_t)s->n * s->out_h * s->out_w;
+    size_t block = FV_IM2COL_BLOCK_FLOATS / k;
+    if (block < 64)
+        block = 64;
+    return block < rows ? block : rows;
+}
+
+size_t fv_ops_conv2d_scratch(const struct fv_conv_shape *s)
+{
+    if (conv_is_pointwise(s))
+        return 0;
+    return conv_block_rows(s) * (size_t)s->kernel_h * s->kernel_w * s->in_c;
+}
+
+FV_HOT void fv_ops_activation(size_t count, enum fv_activation act, float *data)
+{
+    if (act == FV_ACT_RELU) {
+        for (size_t i = 0; i < count; i++)
+            data[i] = data[i] > 0.0f ? data[i] : 0.0f;
+    } else if (act == FV_ACT_RELU6) {
+        for (size_t i = 0; i < count; i++)
+            data[i] = data[i] > 0.0f ? (data[i] < 6.0f ? data[i] : 6.0f) : 0.0f;
+    }
+}
+
+FV_HOT static void add_bias_rows(size_t rows, int c, const float *bias, float *data)
+{
+    if (!bias)
+        return;
+    for (size_t r = 0; r < rows; r++) {
+        float *row = data + r * (size_t)c;
+        for (int k = 0; k < c; k++)
+            row[k] += bias[k];
+    }
+}
+
+/* Copies the KH×KW×C window of every output position in [row0, row0+rows) into
+ * consecutive rows of col, zeros where the window leaves the image. */
+static void im2col(const struct fv_conv_shape *s, const float *input, size_t row0, size_t rows,
+                   float *col)
+{
+    const int c = s->in_c;
+    const size_t k = (size_t)s->kernel_h * s->kernel_w * c;
+    const size_t per_image = (size_t)s->out_h * s->out_w;
+    for (size_t r = 0; r < rows; r++) {
+        size_t idx = row0 + r;
+        int b = (int)(idx / per_image);
+        int rem = (int)(idx % per_image);
+        int oy = rem / s->out_w, ox = rem % s->out_w;
+        float *dst = col + r * k;
+        const float *img = input + (size_t)b * s->in_h * s->in_w * c;
+        for (int ky = 0; ky < s->kernel_h; ky++) {
+            int iy = oy * s->stride_h - s->pad_top + ky;
+            if (iy < 0 || iy >= s->in_h) {
+                memset(dst, 0, (size_t)s->kernel_w * c * sizeof *dst);
+                dst += (size_t)s->kernel_w * c;
+                continue;
+            }
+            int ix0 = ox * s->stride_w - s->pad_left;
+            if (ix0 >= 0 && ix0 + s->kernel_w <= s->in_w) {
+                memcpy(dst, img + ((size_t)iy * s->in_w + ix0) * c,
+                       (size_t)s->kernel_w * c * sizeof *dst);
+                dst += (size_t)s->kernel_w * c;
+                continue;
+            }
+            for (int kx = 0; kx < s->kernel_w; kx++, dst += c) {
+                int ix = ix0 + kx;
+                if (ix < 0 || ix >= s->in_w)
+                    memset(dst, 0, (size_t)c * sizeof *dst);
+                else
+                    memcpy(dst, img + ((size_t)iy * s->in_w + ix) * c, (size_t)c * sizeof *dst);
+            }
+        }
+    }
+}
+
+void fv_ops_conv2d(const struct fv_conv_shape *s, const float *input, const float *filter,
+                   const float *bias, enum fv_activation act, float *scratch, float *output)
+{
+    const size_t rows = (size_t)s->n * s->out_h * s->out_w;
+    const int k = s->kernel_h * s->kernel_w * s->in_c;
+    if (rows == 0)
+        return;
+    if (conv_is_pointwise(s)) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, s->out_c, k, 1.0f, input,
+                    k, filter, k, 0.0f, output, s->out_c);
+    } else {
+        const size_t block = conv_block_rows(s);
+        for (size_t r0 = 0; r0 < rows; r0 += block) {
+            size_t nr = rows - r0 < block ? rows - r0 : block;
+            im2col(s, input, r0, nr, scratch);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, s->out_c, k, 1.0f,
+                        scratch, k, filter, k, 0.0f, output + r0 * s->out_c, s->out_c);
+        }
+    }
+    add_bias_rows(rows, s->out_c, bias, output);
+    fv_ops_activation(rows * s->out_c, act, output);
+}
+
+FV_HOT void fv_ops_depthwise_conv2d(const struct fv_conv_shape *s, const float *input,
+                                    const float *filter, const float *bias,
+                                    enum fv_activation act, float *output)
+{
+    const int c = s->in_c;
+    for (int b = 0; b < s->n; b++) {
+        const float *img = input + (size_t)b * s->in_h * s->in_w * c;
+        float *out_img = output + (size_t)b * s->out_h * s->out_w * c;
+        for (int oy = 0; oy < s->out_h; oy++) {
+            for (int ox = 0; ox < s->out_w; ox++) {
+                float *out = out_img + ((size_t)oy * s->out_w + ox) * c;
+                if (bias)
+                    memcpy(out, bias, (size_t)c * sizeof *out);
+                else
+                    memset(out, 0, (size_t)c * sizeof *out);
+                for (int ky = 0; ky < s->kernel_h; ky++) {
+                    int iy = oy * s->stride_h - s->pad_top + ky;
+                    if (iy < 0 || iy >= s->in_h)
+                        continue;
+                    for (int kx = 0; kx < s->kernel_w; kx++) {
+                        int ix = ox * s->stride_w - s->pad_left + kx;
+                        if (ix < 0 || ix >= s->in_w)
+                            continue;
+                        const float *in = img + ((size_t)iy * s->in_w + ix) * c;
+                        const float *w = filter + ((size_t)ky * s->kernel_w + kx) * c;
+                        for (int k = 0; k < c; k++)
+                            out[k] += in[k] * w[k];
+                    }
+                }
+            }
+        }
+    }
+    fv_ops_activation((size_t)s->n * s->out_h * s->out_w * c, act, output);
+}
+
+FV_HOT void fv_ops_max_pool2d(const struct fv_conv_shape *s, const float *input, float *output)
+{
+    const int c = s->in_c;
+    for (int b = 0; b < s->n; b++) {
+        const float *img = input + (size_t)b * s->in_h * s->in_w * c;
+        float *out_img = output + (size_t)b * s->out_h * s->out_w * c;
+        for (int oy = 0; oy < s->out_h; oy++) {
+            for (int ox = 0; ox < s->out_w; ox++) {
+                float *out = out_img + ((size_t)oy * s->out_w + ox) * c;
+                for (int k = 0; k < c; k++)
+                    out[k] = -FLT_MAX;
+                for (int ky = 0; ky < s->kernel_h; ky++) {
+                    int iy = oy * s->stride_h - s->pad_top + ky;
+                    if (iy < 0 || iy >= s->in_h)
+                        continue;
+                    for (int kx = 0; kx < s->kernel_w; kx++) {
+                        int ix = ox * s->stride_w - s->pad_left + kx;
+                        if (ix < 0 || ix >= s->in_w)
+                            continue;
+                        const float *in = img + ((size_t)iy * s->in_w + ix) * c;
+                        for (int k = 0; k < c; k++)
+                            out[k] = in[k] > out[k] ? in[k] : out[k];
+                    }
+                }
+            }
+        }
+    }
+}
+
+void fv_ops_fully_connected(int n, int in, int out, const float *input, const float *weights,
+                            const float *bias, enum fv_activation act, float *output)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, input, in, weights,
+                in, 0.0f, output, out);
+    add_bias_rows((size_t)n, out, bias, output);
+    fv_ops_activation((size_t)n * out, act, output);
+}
+
+FV_HOT void fv_ops_prelu(size_t pixels, int c, const float *input, const float *slopes,
+                         int n_slopes, float *output)
+{
+    if (n_slopes == 1) {
+        const float a = slopes[0];
+        for (size_t i = 0; i < pixels * c; i++)
+            output[i] = input[i] > 0.0f ? input[i] : a * input[i];
+        return;
+    }
+    for (size_t p = 0; p < pixels; p++) {
+        const float *x = input + p * c;
+        float *y = output + p * c;
+        for (int k = 0; k < c; k++)
+            y[k] = x[k] > 0.0f ? x[k] : slopes[k] * x[k];
+    }
+}
+
+FV_HOT static void binary_op(int is_mul, size_t count, int c, const float *a, const float *b,
+                             size_t b_count, float *out)
+{
+    if (b_count == count) {
+        if (is_mul)
+            for (size_t i = 0; i < count; i++)
+                out[i] = a[i] * b[i];
+        else
+            for (size_t i = 0; i < count; i++)
+                out[i] = a[i] + b[i];
+    } else if (b_count == 1) {
+        const float v = b[0];
+        if (is_mul)
+            for (size_t i = 0; i < count; i++)
+                out[i] = a[i] * v;
+        else
+            for (size_t i = 0; i < count; i++)
+                out[i] = a[i] + v;
+    } else {
+        for (size_t p = 0; p < count; p += c)
+            for (int k = 0; k < c; k++)
+                out[p + k] = is_mul ? a[p + k] * b[k] : a[p + k] + b[k];
+    }
+}
+
+void fv_ops_add(size_t count, int c, const float *a, const float *b, size_t b_count,
+                enum fv_activation act, float *output)
+{
+    binary_op(0, count, c, a, b, b_count, output);
+    fv_ops_activation(count, act, output);
+}
+
+void fv_ops_mul(size_t count, int c, const float *a, const float *b, size_t b_count,
+                enum fv_activation act, float *output)
+{
+    binary_op(1, count, c, a, b, b_count, output);
+    fv_ops_activation(count, act, output);
+}
+
+void fv_ops_softmax(size_t rows, int c, const float *input, float *output)
+{
+    for (size_t r = 0; r < rows; r++) {
+        const float *x = input + r * c;
+        float *y = output + r * c;
+        float max = x[0];
+        for (int k = 1; k < c; k++)
+            max = x[k] > max ? x[k] : max;
+        float sum = 0.0f;
+        for (int k = 0; k < c; k++) {
+            y[k] = expf(x[k] - max);
+            sum += y[k];
+        }
+        for (int k = 0; k < c; k++)
+            y[k] /= sum;
+    }
+}
+
+void fv_ops_l2_norm(int n, size_t size, float epsilon, const float *input, float *output)
+{
+    for (int b = 0; b < n; b++) {
+        const float *x = input + (size_t)b * size;
+        float *y = output + (size_t)b * size;
+        double sum = 0.0;
+        for (size_t i = 0; i < size; i++)
+            sum += (double)x[i] * x[i];
+        double denom = sqrt(sum > epsilon ? sum : epsilon);
+        if (denom == 0.0)
+            denom = 1.0;
+        for (size_t i = 0; i < size; i++)
+            y[i] = (float)(x[i] / denom);
+    }
+}
+
+void fv_ops_batch_norm(size_t pixels, int c, const float *input, const float *gamma,
+                       const float *beta, const float *mean, const float *variance,
+                       float epsilon, float *output)
+{
+    for (size_t p = 0; p < pixels; p++) {
+        const float *x = input + p * c;
+        float *y = output + p * c;
+        for (int k = 0; k < c; k++)
+            y[k] = (x[k] - mean[k]) / sqrtf(variance[k] + epsilon) * gamma[k] + beta[k];
+    }
+}

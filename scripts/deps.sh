@@ -1,0 +1,27 @@
+#!/bin/sh
+# deps.sh - install the Debian packages facever needs to build, test and fetch models.
+# Idempotent: installs only what is missing. Prints the apt-get command when not root.
+set -eu
+packages="gcc make pkg-config libjpeg62-turbo-dev libpng-dev libopenblas-dev liblapacke-dev
+libmicrohttpd-dev libcjson-dev libcriterion-dev libcurl4-openssl-dev curl openssl nodejs npm"
+missing=""
+for p in $packages; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        case "$p" in
+            nodejs|npm) command -v "${p%js}" >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 && continue ;;
+        esac
+        missing="$missing $p"
+    fi
+done
+if [ -z "$missing" ]; then
+    echo "deps: all packages present"
+    exit 0
+fi
+cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends$missing"
+if [ "$(id -u)" -ne 0 ]; then
+    echo "deps: missing:$missing" >&2
+    echo "deps: run as root: $cmd" >&2
+    exit 1
+fi
+echo "deps: installing:$missing"
+sh -c "$cmd"
