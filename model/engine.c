@@ -317,8 +317,9 @@ enum fv_status fv_context_new(const struct fv_model *m, int max_batch, int max_h
                           (double)(ctx->arena_floats + ctx->scratch_floats) * 4 / (1 << 30));
         goto fail;
     }
-    ctx->arena = aligned_alloc(64, (ctx->arena_floats + 16) * sizeof(float));
-    ctx->scratch = aligned_alloc(64, (ctx->scratch_floats + 16) * sizeof(float));
+    /* aligned_alloc wants a multiple of the alignment: round up to 16 floats. */
+    ctx->arena = aligned_alloc(64, ((ctx->arena_floats + 31) & ~(size_t)15) * sizeof(float));
+    ctx->scratch = aligned_alloc(64, ((ctx->scratch_floats + 31) & ~(size_t)15) * sizeof(float));
     if (!ctx->arena || !ctx->scratch) {
         st = fv_error_set(err, FV_ERR_NOMEM, "out of memory allocating %.1f MiB of activations",
                           (double)(ctx->arena_floats + ctx->scratch_floats) * 4 / (1 << 20));

@@ -89,6 +89,7 @@ enum fv_status fv_model_file_write(struct fv_graph *g, uint8_t **out, size_t *ou
         cJSON_AddItemToArray(blobs, o);
         data_size += align64(b->count * sizeof(float));
     }
+    cJSON_AddNumberToObject(root, "data_size", (double)data_size);
     cJSON *nodes = cJSON_AddArrayToObject(root, "nodes");
     for (int i = 0; i < fv_graph_node_count(g); i++) {
         const struct fv_node *n = fv_graph_node(g, i);
@@ -388,6 +389,16 @@ enum fv_status fv_model_file_read(const uint8_t *data, size_t size, struct fv_gr
     const cJSON *format = cJSON_GetObjectItemCaseSensitive(root, "format");
     if (!cJSON_IsString(format) || strcmp(format->valuestring, "facever-model") != 0) {
         st = fv_error_set(err, FV_ERR_FORMAT, "header: \"format\" must be \"facever-model\"");
+        goto fail;
+    }
+    const cJSON *declared = cJSON_GetObjectItemCaseSensitive(root, "data_size");
+    if (!cJSON_IsNumber(declared) || declared->valuedouble != (double)data_size ||
+        data_start > size) {
+        st = fv_error_set(err, FV_ERR_FORMAT,
+                          "file is %zu bytes but its header declares %.0f bytes of data after "
+                          "byte %zu (truncated or padded file)",
+                          size, cJSON_IsNumber(declared) ? declared->valuedouble : -1.0,
+                          data_start);
         goto fail;
     }
     g = fv_graph_new();

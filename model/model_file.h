@@ -11,7 +11,8 @@
  *   bytes 16..   the JSON header (UTF-8, L bytes), zero-padded to a multiple of 64
  *   then         the data section: float32 little-endian blobs, each starting at a
  *                multiple of 64 bytes from the start of the data section
- * The JSON header holds "meta" (name, input size, pixel normalisation,
+ * The JSON header holds "format" ("facever-model"), "data_size" (bytes of the
+ * data section: the file must be exactly that long), "meta" (name, input size, pixel normalisation,
  * transpose_input, embedding tensor, template size, threshold), "input",
  * "outputs", "tensors" (name, shape), "blobs" (name, shape, byte offset) and
  * "nodes" (op, name, input/output tensor indices, blob indices, kernel, stride,
