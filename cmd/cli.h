@@ -10,9 +10,44 @@
 #include <stdio.h>
 
 #include "model/status.h"
+#include "pipeline/pipeline.h"
+
+struct cJSON;
+struct fv_pca;
 
 int fv_cmd_import_tflite(int argc, char **argv);
 int fv_cmd_model_info(int argc, char **argv);
+int fv_cmd_detect(int argc, char **argv);
+int fv_cmd_align(int argc, char **argv);
+int fv_cmd_embed(int argc, char **argv);
+int fv_cmd_verify(int argc, char **argv);
+
+/* Pipeline options every face command accepts. */
+struct fv_cli_pipeline {
+    const char *models_dir;
+    const char *model_path;
+    const char *pca_path;
+    struct fv_pipeline_params params;
+    enum fv_face_policy policy;
+    float threshold; /* NAN: the model's */
+    int json;
+};
+extern const char fv_cli_pipeline_help[];
+void fv_cli_pipeline_defaults(struct fv_cli_pipeline *o);
+/* Consumes argv[*i] (and its value) if it is a pipeline option: returns 1, or 0
+ * when it is not one, or -1 after printing an error. */
+int fv_cli_pipeline_option(const char *cmd, struct fv_cli_pipeline *o, int argc, char **argv,
+                           int *i);
+/* Loads the detector, the embedding model and the PCA file, if any. */
+enum fv_status fv_cli_pipeline_open(struct fv_cli_pipeline *o, struct fv_pipeline **pipe,
+                                    struct fv_error *err);
+/* Installs a fitted PCA (whitening folded in) as the pipeline's projection. */
+enum fv_status fv_cli_install_pca(struct fv_pipeline *pipe, const struct fv_pca *pca,
+                                  struct fv_error *err);
+/* {"box": [...], "score": s, "landmarks": {...}} */
+struct cJSON *fv_cli_face_json(const struct fv_face *face);
+/* Prints and deletes root. */
+void fv_cli_print_json(struct cJSON *root);
 
 /* Prints "facever CMD: message" for err to stderr and returns 2. */
 int fv_cli_fail(const char *cmd, const struct fv_error *err);

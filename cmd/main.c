@@ -1,4 +1,5 @@
 /* main.c - the facever command line: dispatches to a subcommand. */
+#include <cblas.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -16,6 +17,10 @@ struct subcommand {
 static const struct subcommand subcommands[] = {
     {"import-tflite", fv_cmd_import_tflite, "convert a TensorFlow Lite file into a facever model"},
     {"model-info", fv_cmd_model_info, "print a model file's metadata and graph"},
+    {"detect", fv_cmd_detect, "find faces and landmarks in an image"},
+    {"align", fv_cmd_align, "write the aligned face crops a model sees"},
+    {"embed", fv_cmd_embed, "print face embeddings"},
+    {"verify", fv_cmd_verify, "compare the faces in two images"},
 };
 
 static void usage(FILE *f)
@@ -75,6 +80,10 @@ int main(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    /* Each pipeline worker runs its networks on one core; parallelism comes from
+     * running several workers (eval, serve). OpenBLAS's own threads only add
+     * hand-off latency at these matrix sizes. */
+    openblas_set_num_threads(1);
     for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
         if (strcmp(argv[1], subcommands[i].name) == 0)
             return subcommands[i].run(argc - 1, argv + 1);

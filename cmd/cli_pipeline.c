@@ -1,0 +1,158 @@
+/* cli_pipeline.c - options shared by the commands that run the face pipeline. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd/cli.h"
+#include "eval/pca.h"
+
+void fv_cli_pipeline_defaults(struct fv_cli_pipeline *o)
+{
+    memset(o, 0, sizeof *o);
+    const char *dir = getenv("FACEVER_MODELS");
+    o->models_dir = dir && *dir ? dir : "models";
+    o->model_path = getenv("FACEVER_MODEL");
+    if (o->model_path && !*o->model_path)
+        o->model_path = NULL;
+    o->pca_path = getenv("FACEVER_PCA");
+    if (o->pca_path && !*o->pca_path)
+        o->pca_path = NULL;
+    fv_pipeline_default_params(&o->params);
+    o->policy = FV_FACE_LARGEST;
+    o->threshold = NAN;
+}
+
+const char fv_cli_pipeline_help[] =
+    "  --models DIR         folder with pnet.fvm, rnet.fvm, onet.fvm and the default\n"
+    "                       embedding model mobilefacenet.fvm (default: models, or $FACEVER_MODELS)\n"
+    "  --model FILE         embedding model file (default: DIR/mobilefacenet.fvm)\n"
+    "  --pca FILE           PCA projection fitted with 'facever pca fit'\n"
+    "  --min-face PX        smallest face to detect (default 20)\n"
+    "  --detect-thresholds P,R,O  MTCNN stage thresholds (default 0.6,0.7,0.7)\n"
+    "  --policy P           largest | center | all (default largest)\n"
+    "  --max-pixels N       refuse images with more pixels (default 40000000)\n";
+
+int fv_cli_pipeline_option(const char *cmd, struct fv_cli_pipeline *o, int argc, char **argv,
+                           int *i)
+{
+    const char *a = argv[*i];
+    const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    long n;
+    if (strcmp(a, "--models") == 0 && v) {
+        o->models_dir = v;
+    } else if (strcmp(a, "--model") == 0 && v) {
+        o->model_path = v;
+    } else if (strcmp(a, "--pca") == 0 && v) {
+        o->pca_path = v;
+    } else if (strcmp(a, "--min-face") == 0) {
+        if (fv_cli_parse_float(cmd, a, v, &o->params.detect.min_face))
+            return -1;
+    } else if (strcmp(a, "--detect-thresholds") == 0) {
+        float *t = o->params.detect.thresholds;
+        if (!v || sscanf(v, "%f,%f,%f", &t[0], &t[1], &t[2]) != 3) {
+            fprintf(stderr, "facever %s: %s needs three numbers like 0.6,0.7,0.7\n", cmd, a);
+            return -1;
+        }
+    } else if (strcmp(a, "--policy") == 0) {
+        int p = v ? fv_face_policy_from_name(v) : -1;
+        if (p < 0) {
+            fprintf(stderr, "facever %s: --policy must be largest, center or all\n", cmd);
+            return -1;
+        }
+        o->policy = (enum fv_face_policy)p;
+    } else if (strcmp(a, "--max-pixels") == 0) {
+        if (fv_cli_parse_int(cmd, a, v, 1, 1L << 34, &n))
+            return -1;
+        o->params.limits.max_pixels = (uint64_t)n;
+    } else if (strcmp(a, "--threshold") == 0) {
+        if (fv_cli_parse_float(cmd, a, v, &o->threshold))
+            return -1;
+        if (!(o->threshold >= -1.0f && o->threshold <= 1.0f)) {
+            fprintf(stderr, "facever %s: --threshold must be between -1 and 1\n", cmd);
+            return -1;
+        }
+    } else if (strcmp(a, "--json") == 0) {
+        o->json = 1;
+        return 1;
+    } else {
+        return 0;
+    }
+    (*i)++;
+    return 1;
+}
+
+enum fv_status fv_cli_pipeline_open(struct fv_cli_pipeline *o, struct fv_pipeline **pipe,
+                                    struct fv_error *err)
+{
+    char path[4096];
+    if (!o->model_path) {
+        snprintf(path, sizeof path, "%s/mobilefacenet.fvm", o->models_dir);
+        o->model_path = path;
+    }
+    enum fv_status st = fv_pipeline_new(o->models_dir, o->model_path, &o->params, pipe, err);
+    if (o->model_path == path)
+        o->model_path = NULL;
+    if (st || !o->pca_path)
+        return st;
+    struct fv_pca *pca = NULL;
+    if ((st = fv_pca_load(o->pca_path, &pca, err)) == FV_OK)
+        st = fv_cli_install_pca(*pipe, pca, err);
+    fv_pca_free(pca);
+    if (st) {
+        fv_pipeline_free(*pipe);
+        *pipe = NULL;
+    }
+    return st;
+}
+
+enum fv_status fv_cli_install_pca(struct fv_pipeline *pipe, const struct fv_pca *pca,
+                                  struct fv_error *err)
+{
+    size_t d = fv_pca_input_dim(pca), k = fv_pca_output_dim(pca);
+    float *components = malloc(d * k * sizeof *components);
+    if (!components)
+        return fv_error_set(err, FV_ERR_NOMEM, "out of memory installing PCA");
+    memcpy(components, fv_pca_components(pca), d * k * sizeof *components);
+    if (fv_pca_whitened(pca)) {
+        const float *eig = fv_pca_eigenvalues(pca);
+        for (size_t r = 0; r < k; r++) {
+            float s = 1.0f / sqrtf(eig[r] + fv_pca_whiten_epsilon(pca));
+            for (size_t c = 0; c < d; c++)
+                components[r * d + c] *= s;
+        }
+    }
+    enum fv_status st = fv_pipeline_set_projection(pipe, fv_pca_mean(pca), components, (int)d,
+                                                   (int)k, err);
+    free(components);
+    return st;
+}
+
+cJSON *fv_cli_face_json(const struct fv_face *f)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *box = cJSON_AddArrayToObject(o, "box");
+    for (int k = 0; k < 4; k++)
+        cJSON_AddItemToArray(box, cJSON_CreateNumber(roundf(f->box[k] * 10) / 10));
+    cJSON_AddNumberToObject(o, "score", roundf(f->score * 10000) / 10000);
+    cJSON *lm = cJSON_AddObjectToObject(o, "landmarks");
+    static const char *const names[5] = {"left_eye", "right_eye", "nose", "mouth_left",
+                                         "mouth_right"};
+    for (int k = 0; k < 5; k++) {
+        cJSON *p = cJSON_CreateArray();
+        cJSON_AddItemToArray(p, cJSON_CreateNumber(roundf(f->landmarks[k][0] * 100) / 100));
+        cJSON_AddItemToArray(p, cJSON_CreateNumber(roundf(f->landmarks[k][1] * 100) / 100));
+        cJSON_AddItemToObject(lm, names[k], p);
+    }
+    return o;
+}
+
+void fv_cli_print_json(cJSON *root)
+{
+    char *s = cJSON_Print(root);
+    if (s)
+        puts(s);
+    free(s);
+    cJSON_Delete(root);
+}

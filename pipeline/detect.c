@@ -1,0 +1,501 @@
+/* detect.c - MTCNN: P-Net pyramid in tiles, R-Net and O-Net on batched crops. */
+#include "pipeline/detect.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+
+/* P-Net runs on tiles of at most this many rows and columns (even, so tiles
+ * line up with the 2×2 pooling). Tiles overlap by P-Net's cell size minus its
+ * stride, so every output cell comes from exactly one tile and the result is
+ * the same as running on the whole level, with memory bounded. */
+#define PNET_TILE 512
+#define PNET_CELL 12
+#define PNET_STRIDE 2
+#define RNET_BATCH 64
+#define ONET_BATCH 32
+
+struct fv_detector {
+    struct fv_model *net[3];
+    int prob[3], reg[3], points; /* output tensor indices */
+};
+
+struct fv_detector_context {
+    const struct fv_detector *det;
+    struct fv_context *ctx[3];
+    float *input; /* largest network input of the three */
+};
+
+struct candidate {
+    float box[4];
+    float score;
+    float reg[4];
+    float points[10];
+};
+
+void fv_detect_default_params(struct fv_detect_params *p)
+{
+    p->min_face = 20.0f;
+    p->factor = 0.709f;
+    p->thresholds[0] = 0.6f;
+    p->thresholds[1] = 0.7f;
+    p->thresholds[2] = 0.7f;
+    p->max_faces = 1000;
+}
+
+enum fv_status fv_detect_check_params(const struct fv_detect_params *p, struct fv_error *err)
+{
+    if (!(p->min_face >= 12.0f && p->min_face <= 100000.0f))
+        return fv_error_set(err, FV_ERR_INVALID_ARG, "min_face must be between 12 and 100000");
+    if (!(p->factor >= 0.1f && p->factor <= 0.95f))
+        return fv_error_set(err, FV_ERR_INVALID_ARG, "pyramid factor must be between 0.1 and 0.95");
+    for (int i = 0; i < 3; i++)
+        if (!(p->thresholds[i] >= 0.0f && p->thresholds[i] <= 1.0f))
+            return fv_error_set(err, FV_ERR_INVALID_ARG, "threshold %d must be between 0 and 1",
+                                i + 1);
+    if (p->max_faces < 1 || p->max_faces > 100000)
+        return fv_error_set(err, FV_ERR_INVALID_ARG, "max_faces must be between 1 and 100000");
+    return FV_OK;
+}
+
+/* The output of net whose channel count is c, or -1. */
+static int output_with_channels(const struct fv_model *m, int c)
+{
+    struct fv_graph *g = fv_model_graph(m);
+    for (int i = 0; i < fv_graph_output_count(g); i++) {
+        int t = fv_graph_output(g, i);
+        if (fv_graph_tensor(g, t)->c == c)
+            return t;
+    }
+    return -1;
+}
+
+enum fv_status fv_detector_load(const char *dir, struct fv_detector **out, struct fv_error *err)
+{
+    static const char *const names[3] = {"pnet.fvm", "rnet.fvm", "onet.fvm"};
+    static const int sizes[3] = {0, 24, 48};
+    enum fv_status st = FV_OK;
+    *out = NULL;
+    struct fv_detector *det = calloc(1, sizeof *det);
+    if (!det)
+        return fv_error_set(err, FV_ERR_NOMEM, "out of memory loading detector");
+    for (int i = 0; i < 3; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        if ((st = fv_model_load(path, &det->net[i], err)) != FV_OK)
+            goto fail;
+        const struct fv_model_meta *meta = fv_model_meta(det->net[i]);
+        det->prob[i] = output_with_channels(det->net[i], 2);
+        det->reg[i] = output_with_channels(det->net[i], 4);
+        if (det->prob[i] < 0 || det->reg[i] < 0 || meta->input_c != 3 ||
+            (sizes[i] && (meta->input_h != sizes[i] || meta->input_w != sizes[i]))) {
+            st = fv_error_set(err, FV_ERR_FORMAT,
+                              "%s: not an MTCNN %s network (needs a 3-channel %dx%d input and "
+                              "2- and 4-channel outputs)",
+                              path, names[i], sizes[i] ? sizes[i] : 12, sizes[i] ? sizes[i] : 12);
+            goto fail;
+        }
+    }
+    det->points = output_with_channels(det->net[2], 10);
+    if (det->points < 0) {
+        st = fv_error_set(err, FV_ERR_FORMAT, "%s/onet.fvm: no 10-value landmark output", dir);
+        goto fail;
+    }
+    *out = det;
+    return FV_OK;
+fail:
+    fv_detector_free(det);
+    return st;
+}
+
+void fv_detector_free(struct fv_detector *det)
+{
+    if (!det)
+        return;
+    for (int i = 0; i < 3; i++)
+        fv_model_free(det->net[i]);
+    free(det);
+}
+
+enum fv_status fv_detector_context_new(const struct fv_detector *det,
+                                       struct fv_detector_context **out, struct fv_error *err)
+{
+    enum fv_status st;
+    *out = NULL;
+    struct fv_detector_context *c = calloc(1, sizeof *c);
+    if (!c)
+        return fv_error_set(err, FV_ERR_NOMEM, "out of memory creating detector context");
+    c->det = det;
+    if ((st = fv_context_new(det->net[0], 1, PNET_TILE, PNET_TILE, &c->ctx[0], err)) ||
+        (st = fv_context_new(det->net[1], RNET_BATCH, 0, 0, &c->ctx[1], err)) ||
+        (st = fv_context_new(det->net[2], ONET_BATCH, 0, 0, &c->ctx[2], err)))
+        goto fail;
+    size_t need = (size_t)PNET_TILE * PNET_TILE * 3;
+    if (need < (size_t)RNET_BATCH * 24 * 24 * 3)
+        need = (size_t)RNET_BATCH * 24 * 24 * 3;
+    if (need < (size_t)ONET_BATCH * 48 * 48 * 3)
+        need = (size_t)ONET_BATCH * 48 * 48 * 3;
+    if (!(c->input = malloc(need * sizeof *c->input))) {
+        st = fv_error_set(err, FV_ERR_NOMEM, "out of memory creating detector context");
+        goto fail;
+    }
+    *out = c;
+    return FV_OK;
+fail:
+    fv_detector_context_free(c);
+    return st;
+}
+
+void fv_detector_context_free(struct fv_detector_context *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < 3; i++)
+        fv_context_free(c->ctx[i]);
+    free(c->input);
+    free(c);
+}
+
+size_t fv_nms(const float (*boxes)[4], const float *scores, size_t n, float threshold,
+              int use_min, size_t *keep)
+{
+    size_t *order = malloc((n ? n : 1) * sizeof *order);
+    char *dropped = calloc(n ? n : 1, 1);
+    size_t kept = 0;
+    if (!order || !dropped) {
+        free(order);
+        free(dropped);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    /* Insertion sort would be quadratic on big P-Net levels: sort by score, descending,
+     * ties by index so results do not depend on the sort. */
+    for (size_t gap = n / 2; gap > 0; gap /= 2)
+        for (size_t i = gap; i < n; i++)
+            for (size_t j = i; j >= gap; j -= gap) {
+                size_t a = order[j - gap], b = order[j];
+                if (scores[a] > scores[b] || (scores[a] == scores[b] && a < b))
+                    break;
+                order[j - gap] = b, order[j] = a;
+            }
+    for (size_t a = 0; a < n; a++) {
+        size_t i = order[a];
+        if (dropped[i])
+            continue;
+        keep[kept++] = i;
+        const float *bi = boxes[i];
+        float area_i = (bi[2] - bi[0] + 1) * (bi[3] - bi[1] + 1);
+        for (size_t b = a + 1; b < n; b++) {
+            size_t j = order[b];
+            if (dropped[j])
+                continue;
+            const float *bj = boxes[j];
+            float w = fminf(bi[2], bj[2]) - fmaxf(bi[0], bj[0]) + 1;
+            float h = fminf(bi[3], bj[3]) - fmaxf(bi[1], bj[1]) + 1;
+            if (w <= 0 || h <= 0)
+                continue;
+            float inter = w * h;
+            float area_j = (bj[2] - bj[0] + 1) * (bj[3] - bj[1] + 1);
+            float overlap = use_min ? inter / fminf(area_i, area_j) : inter / (area_i + area_j - inter);
+            if (overlap > threshold)
+                dropped[j] = 1;
+        }
+    }
+    free(order);
+    free(dropped);
+    return kept;
+}
+
+/* Keeps the candidates NMS keeps, in NMS order; returns the new count. */
+static size_t nms_candidates(struct candidate *c, size_t n, float threshold, int use_min)
+{
+    if (n == 0)
+        return 0;
+    float(*boxes)[4] = malloc(n * sizeof *boxes);
+    float *scores = malloc(n * sizeof *scores);
+    size_t *keep = malloc(n * sizeof *keep);
+    struct candidate *copy = malloc(n * sizeof *copy);
+    size_t kept = 0;
+    if (boxes && scores && keep && copy) {
+        for (size_t i = 0; i < n; i++) {
+            memcpy(boxes[i], c[i].box, sizeof boxes[i]);
+            scores[i] = c[i].score;
+        }
+        kept = fv_nms((const float(*)[4])boxes, scores, n, threshold, use_min, keep);
+        memcpy(copy, c, n * sizeof *copy);
+        for (size_t i = 0; i < kept; i++)
+            c[i] = copy[keep[i]];
+    } else {
+        kept = n; /* out of memory: keep everything rather than lose faces */
+    }
+    free(boxes);
+    free(scores);
+    free(keep);
+    free(copy);
+    return kept;
+}
+
+/* Makes each box a square around its centre with side max(w, h) (MTCNN's rerec). */
+static void square(struct candidate *c, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float *b = c[i].box;
+        float w = b[2] - b[0], h = b[3] - b[1], l = fmaxf(w, h);
+        b[0] = b[0] + w * 0.5f - l * 0.5f;
+        b[1] = b[1] + h * 0.5f - l * 0.5f;
+        b[2] = b[0] + l;
+        b[3] = b[1] + l;
+    }
+}
+
+/* Applies the regression offsets, scaled by the box size (+1 when inclusive). */
+static void regress(struct candidate *c, size_t n, float plus_one)
+{
+    for (size_t i = 0; i < n; i++) {
+        float *b = c[i].box;
+        float w = b[2] - b[0] + plus_one, h = b[3] - b[1] + plus_one;
+        b[0] += c[i].reg[0] * w;
+        b[1] += c[i].reg[1] * h;
+        b[2] += c[i].reg[2] * w;
+        b[3] += c[i].reg[3] * h;
+    }
+}
+
+static void truncate_boxes(struct candidate *c, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        for (int k = 0; k < 4; k++)
+            c[i].box[k] = truncf(c[i].box[k]);
+}
+
+/* Growable candidate array. */
+struct candidates {
+    struct candidate *c;
+    size_t n, cap;
+};
+
+static int push(struct candidates *list, const struct candidate *c)
+{
+    if (list->n == list->cap) {
+        size_t cap = list->cap ? list->cap * 2 : 256;
+        struct candidate *p = realloc(list->c, cap * sizeof *p);
+        if (!p)
+            return -1;
+        list->c = p;
+        list->cap = cap;
+    }
+    list->c[list->n++] = *c;
+    return 0;
+}
+
+/* Writes rows × cols × 3 normalised floats of img starting at (row0, col0) into
+ * dst. With transpose, rows run along the image's x axis. */
+static void fill_input(const struct fv_image *img, int transpose, int row0, int col0, int rows,
+                       int cols, float mean, float scale, float *dst)
+{
+    for (int r = 0; r < rows; r++)
+        for (int q = 0; q < cols; q++) {
+            int x = transpose ? row0 + r : col0 + q;
+            int y = transpose ? col0 + q : row0 + r;
+            const uint8_t *p = img->rgb + 3 * ((size_t)y * img->width + x);
+            float *d = dst + 3 * ((size_t)r * cols + q);
+            d[0] = ((float)p[0] - mean) * scale;
+            d[1] = ((float)p[1] - mean) * scale;
+            d[2] = ((float)p[2] - mean) * scale;
+        }
+}
+
+/* P-Net on one pyramid level, in tiles; appends candidates above threshold. */
+static enum fv_status pnet_level(struct fv_detector_context *ctx, const struct fv_image *level,
+                                 float scale, float threshold, struct candidates *out,
+                                 struct fv_error *err)
+{
+    const struct fv_detector *det = ctx->det;
+    const struct fv_model_meta *meta = fv_model_meta(det->net[0]);
+    const int transpose = meta->transpose_input;
+    const int rows = transpose ? level->width : level->height;
+    const int cols = transpose ? level->height : level->width;
+    const int step = PNET_TILE - (PNET_CELL - PNET_STRIDE);
+    for (int r0 = 0; r0 < rows; r0 += step) {
+        int th = rows - r0 < PNET_TILE ? rows - r0 : PNET_TILE;
+        if (th < PNET_CELL - 1)
+            break;
+        for (int c0 = 0; c0 < cols; c0 += step) {
+            int tw = cols - c0 < PNET_TILE ? cols - c0 : PNET_TILE;
+            if (tw < PNET_CELL - 1)
+                break;
+            fill_input(level, transpose, r0, c0, th, tw, meta->pixel_mean, meta->pixel_scale,
+                       ctx->input);
+            enum fv_status st = fv_context_run(ctx->ctx[0], ctx->input, 1, th, tw, err);
+            if (st)
+                return st;
+            int ps[4], rs[4];
+            const float *prob = fv_context_tensor(ctx->ctx[0], det->prob[0], ps);
+            const float *reg = fv_context_tensor(ctx->ctx[0], det->reg[0], rs);
+            for (int i = 0; i < ps[1]; i++)
+                for (int j = 0; j < ps[2]; j++) {
+                    size_t cell = (size_t)i * ps[2] + j;
+                    float score = prob[cell * 2 + 1];
+                    if (score < threshold)
+                        continue;
+                    int gi = r0 / PNET_STRIDE + i, gj = c0 / PNET_STRIDE + j;
+                    int cx = transpose ? gi : gj, cy = transpose ? gj : gi;
+                    struct candidate c = {.score = score};
+                    c.box[0] = truncf((float)(PNET_STRIDE * cx + 1) / scale);
+                    c.box[1] = truncf((float)(PNET_STRIDE * cy + 1) / scale);
+                    c.box[2] = truncf((float)(PNET_STRIDE * cx + PNET_CELL) / scale);
+                    c.box[3] = truncf((float)(PNET_STRIDE * cy + PNET_CELL) / scale);
+                    memcpy(c.reg, reg + cell * 4, sizeof c.reg);
+                    if (push(out, &c))
+                        return fv_error_set(err, FV_ERR_NOMEM, "out of memory in P-Net");
+                }
+        }
+    }
+    return FV_OK;
+}
+
+/* Crops each box (1-based inclusive coordinates, zero outside the image),
+ * resamples it to size × size and runs net `stage` in batches; keeps the
+ * candidates whose face probability exceeds threshold, with score, regression
+ * and (O-Net) landmark outputs filled in. Returns the kept count in *n. */
+static enum fv_status refine(struct fv_detector_context *ctx, int stage, const struct fv_image *img,
+                             struct candidate *c, size_t *n, float threshold, struct fv_error *err)
+{
+    const struct fv_detector *det = ctx->det;
+    const struct fv_model_meta *meta = fv_model_meta(det->net[stage]);
+    const int size = meta->input_h, batch_max = stage == 1 ? RNET_BATCH : ONET_BATCH;
+    const size_t per = (size_t)size * size * 3;
+    size_t kept = 0, total = *n;
+    enum fv_status st = FV_OK;
+    for (size_t start = 0; start < total; start += (size_t)batch_max) {
+        size_t count = total - start < (size_t)batch_max ? total - start : (size_t)batch_max;
+        for (size_t k = 0; k < count; k++) {
+            const float *b = c[start + k].box;
+            int x = (int)b[0] - 1, y = (int)b[1] - 1;
+            int w = (int)(b[2] - b[0] + 1), h = (int)(b[3] - b[1] + 1);
+            struct fv_image *crop = NULL, *small = NULL;
+            if (w < 1 || h < 1 || w > 100000 || h > 100000) {
+                memset(ctx->input + k * per, 0, per * sizeof *ctx->input);
+                continue;
+            }
+            crop = fv_image_crop(img, x, y, w, h);
+            if (!crop || (st = fv_image_resize(crop, size, size, &small, err)) != FV_OK) {
+                fv_image_free(crop);
+                return st ? st : fv_error_set(err, FV_ERR_NOMEM, "out of memory cropping faces");
+            }
+            fill_input(small, meta->transpose_input, 0, 0, size, size, meta->pixel_mean,
+                       meta->pixel_scale, ctx->input + k * per);
+            fv_image_free(crop);
+            fv_image_free(small);
+        }
+        if ((st = fv_context_run(ctx->ctx[stage], ctx->input, (int)count, size, size, err)))
+            return st;
+        const float *prob = fv_context_tensor(ctx->ctx[stage], det->prob[stage], NULL);
+        const float *reg = fv_context_tensor(ctx->ctx[stage], det->reg[stage], NULL);
+        const float *pts = stage == 2 ? fv_context_tensor(ctx->ctx[2], det->points, NULL) : NULL;
+        for (size_t k = 0; k < count; k++) {
+            const float *b = c[start + k].box;
+            float score = prob[k * 2 + 1];
+            if (!(score > threshold) || b[2] - b[0] + 1 < 1 || b[3] - b[1] + 1 < 1)
+                continue;
+            struct candidate keep = c[start + k];
+            keep.score = score;
+            memcpy(keep.reg, reg + k * 4, sizeof keep.reg);
+            if (pts)
+                memcpy(keep.points, pts + k * 10, sizeof keep.points);
+            c[kept++] = keep; /* kept <= start + k: never overwrites an unread one */
+        }
+    }
+    *n = kept;
+    return FV_OK;
+}
+
+enum fv_status fv_detect(struct fv_detector_context *ctx, const struct fv_image *img,
+                         const struct fv_detect_params *p, struct fv_face **faces, int *n_faces,
+                         struct fv_error *err)
+{
+    struct candidates all = {0}, level_list = {0};
+    enum fv_status st;
+    *faces = NULL;
+    *n_faces = 0;
+    if ((st = fv_detect_check_params(p, err)))
+        return st;
+    if (img->width < 1 || img->height < 1)
+        return fv_error_set(err, FV_ERR_INVALID_ARG, "empty image");
+
+    /* Stage 1: P-Net over the pyramid. */
+    float m = (float)PNET_CELL / p->min_face;
+    float minl = (float)(img->width < img->height ? img->width : img->height) * m;
+    for (float scale = m; minl >= PNET_CELL; scale *= p->factor, minl *= p->factor) {
+        int hs = (int)ceil((double)img->height * scale), ws = (int)ceil((double)img->width * scale);
+        struct fv_image *level = NULL;
+        if ((st = fv_image_resize(img, ws, hs, &level, err)))
+            goto fail;
+        level_list.n = 0;
+        st = pnet_level(ctx, level, scale, p->thresholds[0], &level_list, err);
+        fv_image_free(level);
+        if (st)
+            goto fail;
+        level_list.n = nms_candidates(level_list.c, level_list.n, 0.5f, 0);
+        for (size_t i = 0; i < level_list.n; i++)
+            if (push(&all, &level_list.c[i])) {
+                st = fv_error_set(err, FV_ERR_NOMEM, "out of memory in P-Net");
+                goto fail;
+            }
+    }
+    all.n = nms_candidates(all.c, all.n, 0.7f, 0);
+    regress(all.c, all.n, 0.0f);
+    square(all.c, all.n);
+    truncate_boxes(all.c, all.n);
+
+    /* Stage 2: R-Net. */
+    if ((st = refine(ctx, 1, img, all.c, &all.n, p->thresholds[1], err)))
+        goto fail;
+    all.n = nms_candidates(all.c, all.n, 0.7f, 0);
+    regress(all.c, all.n, 1.0f);
+    square(all.c, all.n);
+
+    /* Stage 3: O-Net, landmarks, final NMS by the smaller area. */
+    truncate_boxes(all.c, all.n);
+    if ((st = refine(ctx, 2, img, all.c, &all.n, p->thresholds[2], err)))
+        goto fail;
+    for (size_t i = 0; i < all.n; i++) {
+        struct candidate *c = &all.c[i];
+        float w = c->box[2] - c->box[0] + 1, h = c->box[3] - c->box[1] + 1;
+        for (int k = 0; k < 5; k++) {
+            float px = w * c->points[k] + c->box[0] - 1;
+            float py = h * c->points[k + 5] + c->box[1] - 1;
+            c->points[k] = px;
+            c->points[k + 5] = py;
+        }
+    }
+    regress(all.c, all.n, 1.0f);
+    all.n = nms_candidates(all.c, all.n, 0.7f, 1);
+
+    if (all.n > 0) {
+        size_t n = all.n < (size_t)p->max_faces ? all.n : (size_t)p->max_faces;
+        struct fv_face *out = calloc(n, sizeof *out);
+        if (!out) {
+            st = fv_error_set(err, FV_ERR_NOMEM, "out of memory returning faces");
+            goto fail;
+        }
+        for (size_t i = 0; i < n; i++) {
+            memcpy(out[i].box, all.c[i].box, sizeof out[i].box);
+            out[i].score = all.c[i].score;
+            for (int k = 0; k < 5; k++) {
+                out[i].landmarks[k][0] = all.c[i].points[k];
+                out[i].landmarks[k][1] = all.c[i].points[k + 5];
+            }
+        }
+        *faces = out;
+        *n_faces = (int)n;
+    }
+    st = FV_OK;
+fail:
+    free(all.c);
+    free(level_list.c);
+    return st;
+}

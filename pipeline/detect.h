@@ -1,0 +1,73 @@
+/* detect.h - MTCNN face detection (Zhang et al. 2016) with five landmarks.
+ *
+ *   struct fv_detector *det;
+ *   fv_detector_load("models", &det, &err);            // pnet.fvm, rnet.fvm, onet.fvm
+ *   struct fv_detector_context *ctx;
+ *   fv_detector_context_new(det, &ctx, &err);           // one per thread
+ *   struct fv_detect_params p;
+ *   fv_detect_default_params(&p);
+ *   struct fv_face *faces; int n;
+ *   fv_detect(ctx, image, &p, &faces, &n, &err);
+ *   free(faces);
+ *
+ * The algorithm is the original one (the MATLAB release, as ported to
+ * TensorFlow by FaceNet): an image pyramid with P-Net on every level, NMS per
+ * level and across levels, box regression and squaring, R-Net and O-Net on
+ * resampled crops, and a final NMS that compares overlap with the smaller box.
+ * Coordinates follow that code: boxes as (x1, y1, x2, y2), landmarks in
+ * 0-based pixel coordinates of the image as given.
+ */
+#ifndef FV_DETECT_H
+#define FV_DETECT_H
+
+#include <stddef.h>
+
+#include "model/status.h"
+#include "pipeline/image.h"
+
+enum fv_landmark { FV_LEFT_EYE, FV_RIGHT_EYE, FV_NOSE, FV_LEFT_MOUTH, FV_RIGHT_MOUTH, FV_LANDMARKS };
+
+struct fv_face {
+    float box[4]; /* x1, y1, x2, y2 */
+    float score;  /* O-Net face probability; 0 for caller-supplied landmarks */
+    float landmarks[FV_LANDMARKS][2]; /* (x, y) */
+};
+
+struct fv_detect_params {
+    float min_face;      /* smallest face side in pixels (default 20) */
+    float factor;        /* pyramid scale step (0.709) */
+    float thresholds[3]; /* P-Net, R-Net, O-Net face probability (0.6, 0.7, 0.7) */
+    int max_faces;       /* at most this many faces are returned, best first (1000) */
+};
+
+void fv_detect_default_params(struct fv_detect_params *params);
+/* FV_OK, or FV_ERR_INVALID_ARG naming the parameter that is out of range. */
+enum fv_status fv_detect_check_params(const struct fv_detect_params *params, struct fv_error *err);
+
+struct fv_detector;
+struct fv_detector_context;
+
+/* Loads pnet.fvm, rnet.fvm and onet.fvm from dir. */
+enum fv_status fv_detector_load(const char *dir, struct fv_detector **out, struct fv_error *err);
+void fv_detector_free(struct fv_detector *det);
+
+/* Per-thread state: network contexts sized for P-Net tiles and R-Net/O-Net batches. */
+enum fv_status fv_detector_context_new(const struct fv_detector *det,
+                                       struct fv_detector_context **out, struct fv_error *err);
+void fv_detector_context_free(struct fv_detector_context *ctx);
+
+/* Finds faces in img. *faces (malloc'd, caller frees; NULL when none) is sorted
+ * by score, best first. Finding no face is not an error: *n_faces is 0. */
+enum fv_status fv_detect(struct fv_detector_context *ctx, const struct fv_image *img,
+                         const struct fv_detect_params *params, struct fv_face **faces,
+                         int *n_faces, struct fv_error *err);
+
+/* Greedy non-maximum suppression as MTCNN does it: boxes in pixel-inclusive
+ * coordinates (area (x2-x1+1)(y2-y1+1)), highest score first, dropping every
+ * box whose overlap with a kept one is above threshold; overlap is
+ * intersection over union, or over the smaller area when use_min. Writes the
+ * kept indices to keep (best first) and returns how many. */
+size_t fv_nms(const float (*boxes)[4], const float *scores, size_t n, float threshold,
+              int use_min, size_t *keep);
+
+#endif

@@ -1,0 +1,116 @@
+/* image.h - decode, encode and resample 8-bit RGB images; crop and draw on them.
+ *
+ *   struct fv_image_limits limits;
+ *   fv_image_default_limits(&limits);
+ *   struct fv_image *img = NULL, *small = NULL;
+ *   struct fv_error err = {0};
+ *   if (fv_image_decode(body, body_size, &limits, &img, &err) != FV_OK)
+ *       return reply_error(err.status, err.message);
+ *   fv_image_resize(img, img->width / 2, img->height / 2, &small, &err);
+ *   fv_image_free(small);
+ *   fv_image_free(img);
+ *
+ * Decoding treats its input as hostile: it checks the size of the encoded
+ * bytes and the declared pixel count against the limits before allocating
+ * pixel memory, never prints, and never lets libjpeg or libpng exit.
+ */
+#ifndef FV_IMAGE_H
+#define FV_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/status.h"
+
+/* 8-bit RGB, row-major, 3 bytes per pixel, rows packed with no padding:
+ * pixel (x, y) starts at rgb[3 * ((size_t)y * width + x)]. */
+struct fv_image {
+    int width, height;
+    uint8_t *rgb;
+};
+
+/* Bounds for decoding untrusted images; 0 in a field means "no limit". */
+struct fv_image_limits {
+    size_t max_bytes;    /* encoded size */
+    uint64_t max_pixels; /* width * height as declared by the header */
+};
+
+/* 20 MiB of encoded data and 40 000 000 pixels. */
+void fv_image_default_limits(struct fv_image_limits *limits);
+
+/* A width x height image with every pixel black, owned by the caller (free it
+ * with fv_image_free). NULL when a dimension is not positive, the byte count
+ * does not fit in size_t, or memory runs out. */
+struct fv_image *fv_image_new(int width, int height);
+
+/* Frees img and its pixels; NULL is fine. */
+void fv_image_free(struct fv_image *img);
+
+/* A deep copy of src, or NULL when out of memory. */
+struct fv_image *fv_image_clone(const struct fv_image *src);
+
+/* Decodes a JPEG (libjpeg-turbo) or PNG (libpng) held in memory into *out
+ * (owned by the caller), turned upright by its EXIF orientation (JPEG APP1
+ * "Exif" segment, PNG eXIf chunk). limits may be NULL for the defaults.
+ * Every colour model ends as RGB8: grayscale is replicated, CMYK and Adobe's
+ * inverted CMYK are converted, 16-bit PNG samples are scaled to 8 bits, and an
+ * alpha channel (or tRNS transparency) is dropped, keeping the stored colours
+ * as PIL's convert("RGB") does.
+ * Errors: FV_ERR_FORMAT for empty, corrupt or truncated data (a JPEG that ends
+ * before its EOI marker counts as truncated), FV_ERR_UNSUPPORTED for other
+ * formats (GIF, WebP, HEIC, ...), FV_ERR_TOO_LARGE when a limit is exceeded,
+ * FV_ERR_NOMEM. *out is set only on success. */
+enum fv_status fv_image_decode(const uint8_t *data, size_t size,
+                               const struct fv_image_limits *limits,
+                               struct fv_image **out, struct fv_error *err);
+
+/* Reads the file at path and decodes it as fv_image_decode does; a file larger
+ * than limits->max_bytes is refused before it is read. A missing file is
+ * FV_ERR_NOT_FOUND, one that cannot be read FV_ERR_IO. Error messages start
+ * with the path. */
+enum fv_status fv_image_load(const char *path, const struct fv_image_limits *limits,
+                             struct fv_image **out, struct fv_error *err);
+
+/* Encodes img as an 8-bit RGB PNG into a malloc'd buffer *out of *out_size
+ * bytes; the caller frees *out with free(). Nothing is returned on error. */
+enum fv_status fv_image_encode_png(const struct fv_image *img, uint8_t **out,
+                                   size_t *out_size, struct fv_error *err);
+
+/* Encodes img as a baseline JPEG (4:2:0, quality 1..100) into a malloc'd
+ * buffer, as fv_image_encode_png does. */
+enum fv_status fv_image_encode_jpeg(const struct fv_image *img, int quality, uint8_t **out,
+                                    size_t *out_size, struct fv_error *err);
+
+/* Writes img to path as PNG or as JPEG (quality 95), chosen by the extension
+ * (.png, .jpg, .jpeg, any case); another extension is FV_ERR_INVALID_ARG. */
+enum fv_status fv_image_save(const struct fv_image *img, const char *path,
+                             struct fv_error *err);
+
+/* Resamples src to width x height into *out (owned by the caller) the way
+ * PIL's Image.resize(size, Image.BILINEAR) does: a separable triangle filter
+ * whose support grows with the scale factor when shrinking (antialiasing),
+ * horizontal pass first, each pass rounded to uint8 with PIL's 22-bit fixed
+ * point, so results match PIL's exactly. Same size gives a copy. */
+enum fv_status fv_image_resize(const struct fv_image *src, int width, int height,
+                               struct fv_image **out, struct fv_error *err);
+
+/* The w x h region of src whose top-left corner is (x, y), as a new image
+ * owned by the caller. The region may extend past src (or lie wholly outside
+ * it): only the overlap is copied and every other pixel is black, as in PIL's
+ * crop. NULL when w or h is not positive or memory runs out. */
+struct fv_image *fv_image_crop(const struct fv_image *src, int x, int y, int w, int h);
+
+/* Outlines the rectangle with corners (x1, y1) and (x2, y2), both inclusive
+ * and rounded to the nearest pixel, with lines `thickness` pixels wide grown
+ * inwards (at least 1). Clipped to the image; non-finite coordinates draw
+ * nothing. */
+void fv_image_draw_rect(struct fv_image *img, float x1, float y1, float x2, float y2,
+                        uint8_t r, uint8_t g, uint8_t b, int thickness);
+
+/* Fills the disc of the given radius (0: one pixel) centred on (x, y) rounded
+ * to the nearest pixel. Clipped to the image; non-finite coordinates draw
+ * nothing. */
+void fv_image_draw_point(struct fv_image *img, float x, float y, int radius, uint8_t r,
+                         uint8_t g, uint8_t b);
+
+#endif
