@@ -21,6 +21,8 @@ int fv_cmd_detect(int argc, char **argv);
 int fv_cmd_align(int argc, char **argv);
 int fv_cmd_embed(int argc, char **argv);
 int fv_cmd_verify(int argc, char **argv);
+int fv_cmd_eval(int argc, char **argv);
+int fv_cmd_pca(int argc, char **argv);
 
 /* Pipeline options every face command accepts. */
 struct fv_cli_pipeline {

@@ -180,6 +180,8 @@ char *fv_report_json(const struct fv_protocol_result *result,
         }
         cJSON_AddStringToObject(item, "image", failures[i].image ? failures[i].image : "");
         cJSON_AddBoolToObject(item, "fallback_used", failures[i].fallback_used);
+        if (failures[i].fallback)
+            cJSON_AddStringToObject(item, "fallback", failures[i].fallback);
     }
     if (!(text = cJSON_Print(root)))
         goto fail;

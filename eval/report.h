@@ -25,6 +25,7 @@
 struct fv_report_failure {
     const char *image;    /* relative image path */
     bool fallback_used;   /* true: a fallback crop was embedded; false: image left out */
+    const char *fallback; /* which fallback: "landmarks" or "center" (NULL when none) */
 };
 
 struct fv_report_params {

@@ -118,10 +118,9 @@ enum fv_status fv_fb_root(const struct fv_fb *fb, struct fv_fb_table *root,
     if (!fb->data || fb->size < 8)
         return fv_error_set(err, FV_ERR_FORMAT, "malformed FlatBuffer: empty buffer");
     uint32_t offset = load_u32(fb->data);
-    if (offset < 8)
+    if (offset < 4)
         return fv_error_set(err, FV_ERR_FORMAT,
-                            "malformed FlatBuffer: root offset %u points into the header",
-                            offset);
+                            "malformed FlatBuffer: root offset %u points into itself", offset);
     enum fv_status st = table_at(fb, offset, 0, root, err);
     if (st != FV_OK)
         return fv_error_prefix(err, "root table: ");

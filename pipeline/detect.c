@@ -499,3 +499,39 @@ fail:
     free(level_list.c);
     return st;
 }
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t size)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < size; i++) {
+        h ^= p[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+uint64_t fv_model_hash(const struct fv_model *m, uint64_t h)
+{
+    struct fv_graph *g = fv_model_graph(m);
+    const struct fv_model_meta *meta = fv_model_meta(m);
+    h = fnv1a(h, meta->name, strlen(meta->name));
+    h = fnv1a(h, &meta->input_h, sizeof meta->input_h);
+    h = fnv1a(h, &meta->input_w, sizeof meta->input_w);
+    h = fnv1a(h, &meta->pixel_mean, sizeof meta->pixel_mean);
+    h = fnv1a(h, &meta->pixel_scale, sizeof meta->pixel_scale);
+    h = fnv1a(h, &meta->template_h, sizeof meta->template_h);
+    h = fnv1a(h, &meta->template_w, sizeof meta->template_w);
+    for (int i = 0; i < fv_graph_blob_count(g); i++) {
+        const struct fv_blob *b = fv_graph_blob(g, i);
+        h = fnv1a(h, b->data, b->count * sizeof *b->data);
+    }
+    int n = fv_graph_node_count(g);
+    return fnv1a(h, &n, sizeof n);
+}
+
+uint64_t fv_detector_hash(const struct fv_detector *det, uint64_t h)
+{
+    for (int i = 0; i < 3; i++)
+        h = fv_model_hash(det->net[i], h);
+    return h;
+}

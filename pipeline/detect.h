@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 
+#include "model/model.h"
 #include "model/status.h"
 #include "pipeline/image.h"
 
@@ -61,6 +62,11 @@ void fv_detector_context_free(struct fv_detector_context *ctx);
 enum fv_status fv_detect(struct fv_detector_context *ctx, const struct fv_image *img,
                          const struct fv_detect_params *params, struct fv_face **faces,
                          int *n_faces, struct fv_error *err);
+
+/* Feeds the detector's networks into a running 64-bit FNV-1a hash. */
+uint64_t fv_detector_hash(const struct fv_detector *det, uint64_t hash);
+/* The same for one model's weights and metadata. */
+uint64_t fv_model_hash(const struct fv_model *model, uint64_t hash);
 
 /* Greedy non-maximum suppression as MTCNN does it: boxes in pixel-inclusive
  * coordinates (area (x2-x1+1)(y2-y1+1)), highest score first, dropping every

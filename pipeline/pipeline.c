@@ -345,6 +345,19 @@ enum fv_status fv_pipeline_process(struct fv_pipeline_worker *w, const struct fv
     return FV_OK;
 }
 
+uint64_t fv_pipeline_fingerprint(const struct fv_pipeline *p)
+{
+    uint64_t h = 14695981039346656037ULL;
+    h = fv_detector_hash(p->detector, h);
+    h = fv_model_hash(p->model, h);
+    const unsigned char *d = (const unsigned char *)&p->params.detect;
+    for (size_t i = 0; i < sizeof p->params.detect; i++) {
+        h ^= d[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
 float fv_cosine(const float *a, const float *b, int dim)
 {
     double dot = 0, na = 0, nb = 0;

@@ -100,6 +100,10 @@ enum fv_status fv_pipeline_process(struct fv_pipeline_worker *w, const struct fv
 /* Applies the projection (if any) and L2 normalisation to a raw embedding. */
 void fv_pipeline_finish(const struct fv_pipeline *pipe, const float *raw, float *out);
 
+/* A 64-bit fingerprint of everything that determines raw embeddings: the
+ * weights and metadata of all four networks and the detection parameters. */
+uint64_t fv_pipeline_fingerprint(const struct fv_pipeline *pipe);
+
 /* Cosine similarity of two vectors (0 when either is zero). */
 float fv_cosine(const float *a, const float *b, int dim);
 

@@ -703,6 +703,22 @@ Test(tflite_synthetic, reference_model_fuses)
     fv_graph_free(g);
 }
 
+/* A fully convolutional net exported with a 1x1 (or -1) spatial input is
+ * imported at 12x12 with every other shape inferred. */
+Test(tflite_synthetic, dynamic_input_uses_12x12)
+{
+    struct t_model m;
+    reference_model(&m);
+    m.t[X].dims[1] = m.t[X].dims[2] = 1;
+    struct fv_graph *g;
+    struct fv_error err = {0};
+    cr_assert_eq(import_model(&m, &g, &err), FV_OK, "%s", err.message);
+    struct fv_model_meta *meta = fv_graph_meta(g);
+    cr_expect(meta->input_h == 12 && meta->input_w == 12 && meta->input_c == 2);
+    expect_output(g, 0, "prob", 12, 12, 3);
+    fv_graph_free(g);
+}
+
 Test(tflite_synthetic, mobilefacenet_prelu_slope_is_twice_m)
 {
     struct t_model m;
