@@ -13,6 +13,23 @@
 #define FV_HOT
 #endif
 
+/* Eight floats as one value: GCC and clang lower this to AVX in the avx2 clone and
+ * to pairs of SSE registers elsewhere. Loads and stores go through memcpy, so no
+ * alignment is assumed. */
+typedef float v8f __attribute__((vector_size(32)));
+typedef int v8i __attribute__((vector_size(32)));
+
+/* Macros rather than functions: a function taking or returning a 32-byte vector
+ * would change the calling convention between the AVX and the default clone. */
+#define LOAD8(p) __extension__({ v8f v_; memcpy(&v_, (p), sizeof v_); v_; })
+#define STORE8(p, v) __extension__({ v8f s_ = (v); memcpy((p), &s_, sizeof s_); })
+#define SPLAT8(x) ((v8f){(x), (x), (x), (x), (x), (x), (x), (x)})
+/* Lane-wise select: a where a > b, else b (max) and the reverse (min). */
+#define MAX8(a, b) __extension__({ v8f a_ = (a), b_ = (b); v8i m_ = a_ > b_; \
+        (v8f)((m_ & (v8i)a_) | (~m_ & (v8i)b_)); })
+#define MIN8(a, b) __extension__({ v8f a_ = (a), b_ = (b); v8i m_ = a_ < b_; \
+        (v8f)((m_ & (v8i)a_) | (~m_ & (v8i)b_)); })
+
 /* im2col works on row blocks of at most this many floats, so scratch stays
  * small on big P-Net pyramid levels and the block stays in cache. */
 #define FV_IM2COL_BLOCK_FLOATS ((size_t)1 << 20)
@@ -69,12 +86,17 @@ size_t fv_ops_conv2d_scratch(const struct fv_conv_shape *s)
 
 FV_HOT void fv_ops_activation(size_t count, enum fv_activation act, float *data)
 {
-    if (act == FV_ACT_RELU) {
-        for (size_t i = 0; i < count; i++)
-            data[i] = data[i] > 0.0f ? data[i] : 0.0f;
-    } else if (act == FV_ACT_RELU6) {
-        for (size_t i = 0; i < count; i++)
-            data[i] = data[i] > 0.0f ? (data[i] < 6.0f ? data[i] : 6.0f) : 0.0f;
+    if (act == FV_ACT_NONE)
+        return;
+    const size_t c8 = count & ~(size_t)7;
+    const v8f zero = SPLAT8(0.0f), six = SPLAT8(6.0f);
+    for (size_t i = 0; i < c8; i += 8) {
+        v8f v = MAX8(LOAD8(data + i), zero);
+        STORE8(data + i, act == FV_ACT_RELU6 ? MIN8(v, six) : v);
+    }
+    for (size_t i = c8; i < count; i++) {
+        float v = fmaxf(data[i], 0.0f);
+        data[i] = act == FV_ACT_RELU6 ? fminf(v, 6.0f) : v;
     }
 }
 
@@ -82,9 +104,12 @@ FV_HOT static void add_bias_rows(size_t rows, int c, const float *bias, float *d
 {
     if (!bias)
         return;
+    const int c8 = c & ~7;
     for (size_t r = 0; r < rows; r++) {
         float *row = data + r * (size_t)c;
-        for (int k = 0; k < c; k++)
+        for (int k = 0; k < c8; k += 8)
+            STORE8(row + k, LOAD8(row + k) + LOAD8(bias + k));
+        for (int k = c8; k < c; k++)
             row[k] += bias[k];
     }
 }
@@ -152,34 +177,56 @@ void fv_ops_conv2d(const struct fv_conv_shape *s, const float *input, const floa
     fv_ops_activation(rows * s->out_c, act, output);
 }
 
+/* One output pixel of a depthwise convolution, channels [k0, k0 + 8): the
+ * accumulator stays in registers across the window. */
+static inline __attribute__((always_inline)) void depthwise_pixel8(const struct fv_conv_shape *s, const float *img,
+                                    const float *filter, const float *bias, int oy, int ox, int k0,
+                                    float *out)
+{
+    const int c = s->in_c;
+    v8f acc = bias ? LOAD8(bias + k0) : SPLAT8(0.0f);
+    for (int ky = 0; ky < s->kernel_h; ky++) {
+        int iy = oy * s->stride_h - s->pad_top + ky;
+        if (iy < 0 || iy >= s->in_h)
+            continue;
+        for (int kx = 0; kx < s->kernel_w; kx++) {
+            int ix = ox * s->stride_w - s->pad_left + kx;
+            if (ix < 0 || ix >= s->in_w)
+                continue;
+            acc += LOAD8(img + ((size_t)iy * s->in_w + ix) * c + k0) *
+                   LOAD8(filter + ((size_t)ky * s->kernel_w + kx) * c + k0);
+        }
+    }
+    STORE8(out + k0, acc);
+}
+
 FV_HOT void fv_ops_depthwise_conv2d(const struct fv_conv_shape *s, const float *input,
                                     const float *filter, const float *bias,
                                     enum fv_activation act, float *output)
 {
-    const int c = s->in_c;
+    const int c = s->in_c, c8 = c & ~7;
     for (int b = 0; b < s->n; b++) {
         const float *img = input + (size_t)b * s->in_h * s->in_w * c;
         float *out_img = output + (size_t)b * s->out_h * s->out_w * c;
         for (int oy = 0; oy < s->out_h; oy++) {
             for (int ox = 0; ox < s->out_w; ox++) {
                 float *out = out_img + ((size_t)oy * s->out_w + ox) * c;
-                if (bias)
-                    memcpy(out, bias, (size_t)c * sizeof *out);
-                else
-                    memset(out, 0, (size_t)c * sizeof *out);
-                for (int ky = 0; ky < s->kernel_h; ky++) {
-                    int iy = oy * s->stride_h - s->pad_top + ky;
-                    if (iy < 0 || iy >= s->in_h)
-                        continue;
-                    for (int kx = 0; kx < s->kernel_w; kx++) {
-                        int ix = ox * s->stride_w - s->pad_left + kx;
-                        if (ix < 0 || ix >= s->in_w)
+                for (int k0 = 0; k0 < c8; k0 += 8)
+                    depthwise_pixel8(s, img, filter, bias, oy, ox, k0, out);
+                for (int k = c8; k < c; k++) {
+                    float acc = bias ? bias[k] : 0.0f;
+                    for (int ky = 0; ky < s->kernel_h; ky++) {
+                        int iy = oy * s->stride_h - s->pad_top + ky;
+                        if (iy < 0 || iy >= s->in_h)
                             continue;
-                        const float *in = img + ((size_t)iy * s->in_w + ix) * c;
-                        const float *w = filter + ((size_t)ky * s->kernel_w + kx) * c;
-                        for (int k = 0; k < c; k++)
-                            out[k] += in[k] * w[k];
+                        for (int kx = 0; kx < s->kernel_w; kx++) {
+                            int ix = ox * s->stride_w - s->pad_left + kx;
+                            if (ix >= 0 && ix < s->in_w)
+                                acc += img[((size_t)iy * s->in_w + ix) * c + k] *
+                                       filter[((size_t)ky * s->kernel_w + kx) * c + k];
+                        }
                     }
+                    out[k] = acc;
                 }
             }
         }
@@ -189,27 +236,33 @@ FV_HOT void fv_ops_depthwise_conv2d(const struct fv_conv_shape *s, const float *
 
 FV_HOT void fv_ops_max_pool2d(const struct fv_conv_shape *s, const float *input, float *output)
 {
-    const int c = s->in_c;
+    const int c = s->in_c, c8 = c & ~7;
     for (int b = 0; b < s->n; b++) {
         const float *img = input + (size_t)b * s->in_h * s->in_w * c;
         float *out_img = output + (size_t)b * s->out_h * s->out_w * c;
         for (int oy = 0; oy < s->out_h; oy++) {
+            int y0 = oy * s->stride_h - s->pad_top, y1 = y0 + s->kernel_h;
+            y0 = y0 < 0 ? 0 : y0;
+            y1 = y1 > s->in_h ? s->in_h : y1;
             for (int ox = 0; ox < s->out_w; ox++) {
+                int x0 = ox * s->stride_w - s->pad_left, x1 = x0 + s->kernel_w;
+                x0 = x0 < 0 ? 0 : x0;
+                x1 = x1 > s->in_w ? s->in_w : x1;
                 float *out = out_img + ((size_t)oy * s->out_w + ox) * c;
-                for (int k = 0; k < c; k++)
-                    out[k] = -FLT_MAX;
-                for (int ky = 0; ky < s->kernel_h; ky++) {
-                    int iy = oy * s->stride_h - s->pad_top + ky;
-                    if (iy < 0 || iy >= s->in_h)
-                        continue;
-                    for (int kx = 0; kx < s->kernel_w; kx++) {
-                        int ix = ox * s->stride_w - s->pad_left + kx;
-                        if (ix < 0 || ix >= s->in_w)
-                            continue;
-                        const float *in = img + ((size_t)iy * s->in_w + ix) * c;
-                        for (int k = 0; k < c; k++)
-                            out[k] = in[k] > out[k] ? in[k] : out[k];
-                    }
+                /* The window always holds at least one real pixel: padded cells never win. */
+                for (int k = 0; k < c8; k += 8) {
+                    v8f m = SPLAT8(-FLT_MAX);
+                    for (int iy = y0; iy < y1; iy++)
+                        for (int ix = x0; ix < x1; ix++)
+                            m = MAX8(LOAD8(img + ((size_t)iy * s->in_w + ix) * c + k), m);
+                    STORE8(out + k, m);
+                }
+                for (int k = c8; k < c; k++) {
+                    float m = -FLT_MAX;
+                    for (int iy = y0; iy < y1; iy++)
+                        for (int ix = x0; ix < x1; ix++)
+                            m = fmaxf(img[((size_t)iy * s->in_w + ix) * c + k], m);
+                    out[k] = m;
                 }
             }
         }
@@ -228,17 +281,30 @@ void fv_ops_fully_connected(int n, int in, int out, const float *input, const fl
 FV_HOT void fv_ops_prelu(size_t pixels, int c, const float *input, const float *slopes,
                          int n_slopes, float *output)
 {
+    /* Branch-free: y = max(x, 0) + a · min(x, 0). Signs are random, so a branch
+     * per element would mispredict half the time. */
+    const v8f zero = SPLAT8(0.0f);
     if (n_slopes == 1) {
-        const float a = slopes[0];
-        for (size_t i = 0; i < pixels * c; i++)
-            output[i] = input[i] > 0.0f ? input[i] : a * input[i];
+        const size_t count = pixels * (size_t)c, c8 = count & ~(size_t)7;
+        const v8f a = SPLAT8(slopes[0]);
+        for (size_t i = 0; i < c8; i += 8) {
+            v8f x = LOAD8(input + i);
+            STORE8(output + i, MAX8(x, zero) + a * MIN8(x, zero));
+        }
+        for (size_t i = c8; i < count; i++)
+            output[i] = fmaxf(input[i], 0.0f) + slopes[0] * fminf(input[i], 0.0f);
         return;
     }
+    const int c8 = c & ~7;
     for (size_t p = 0; p < pixels; p++) {
         const float *x = input + p * c;
         float *y = output + p * c;
-        for (int k = 0; k < c; k++)
-            y[k] = x[k] > 0.0f ? x[k] : slopes[k] * x[k];
+        for (int k = 0; k < c8; k += 8) {
+            v8f v = LOAD8(x + k);
+            STORE8(y + k, MAX8(v, zero) + LOAD8(slopes + k) * MIN8(v, zero));
+        }
+        for (int k = c8; k < c; k++)
+            y[k] = fmaxf(x[k], 0.0f) + slopes[k] * fminf(x[k], 0.0f);
     }
 }
 
