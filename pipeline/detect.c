@@ -482,12 +482,16 @@ enum fv_status fv_detect(struct fv_detector_context *ctx, const struct fv_image 
             st = fv_error_set(err, FV_ERR_NOMEM, "out of memory returning faces");
             goto fail;
         }
+        /* The algorithm's arithmetic is MATLAB's, in 1-based pixel coordinates (the
+         * FaceNet port kept it); callers get 0-based coordinates, where pixel (0, 0)
+         * is the first one stored. */
         for (size_t i = 0; i < n; i++) {
-            memcpy(out[i].box, all.c[i].box, sizeof out[i].box);
+            for (int k = 0; k < 4; k++)
+                out[i].box[k] = all.c[i].box[k] - 1.0f;
             out[i].score = all.c[i].score;
             for (int k = 0; k < 5; k++) {
-                out[i].landmarks[k][0] = all.c[i].points[k];
-                out[i].landmarks[k][1] = all.c[i].points[k + 5];
+                out[i].landmarks[k][0] = all.c[i].points[k] - 1.0f;
+                out[i].landmarks[k][1] = all.c[i].points[k + 5] - 1.0f;
             }
         }
         *faces = out;

@@ -14,8 +14,10 @@
  * TensorFlow by FaceNet): an image pyramid with P-Net on every level, NMS per
  * level and across levels, box regression and squaring, R-Net and O-Net on
  * resampled crops, and a final NMS that compares overlap with the smaller box.
- * Coordinates follow that code: boxes as (x1, y1, x2, y2), landmarks in
- * 0-based pixel coordinates of the image as given.
+ * Boxes are (x1, y1, x2, y2) and landmarks (x, y), in 0-based pixel
+ * coordinates of the image as given (pixel (0, 0) is the first stored); the
+ * algorithm itself computes in MATLAB's 1-based coordinates, as the nets
+ * were trained.
  */
 #ifndef FV_DETECT_H
 #define FV_DETECT_H
