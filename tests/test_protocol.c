@@ -336,7 +336,8 @@ Test(report, json_summary_svg)
     cr_assert_eq(fv_protocol_run(x, fv_pairs_image_count(pairs), SEP_D, pairs, &params, &result,
                                  NULL),
                  FV_OK);
-    struct fv_report_failure failures[] = {{"P3/P3_0002.jpg", true}, {"P9/P9_0001.jpg", false}};
+    struct fv_report_failure failures[] = {{"P3/P3_0002.jpg", true, "landmarks"},
+                                           {"P9/P9_0001.jpg", false, NULL}};
     struct fv_report_params rp = fv_report_default_params();
     rp.title = "Synthetic <check> & \"quotes\"";
     rp.max_roc_points = 3;
