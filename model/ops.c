@@ -95,8 +95,8 @@ FV_HOT void fv_ops_activation(size_t count, enum fv_activation act, float *data)
         STORE8(data + i, act == FV_ACT_RELU6 ? MIN8(v, six) : v);
     }
     for (size_t i = c8; i < count; i++) {
-        float v = fmaxf(data[i], 0.0f);
-        data[i] = act == FV_ACT_RELU6 ? fminf(v, 6.0f) : v;
+        float v = data[i] > 0.0f ? data[i] : 0.0f;
+        data[i] = act == FV_ACT_RELU6 && v > 6.0f ? 6.0f : v;
     }
 }
 
@@ -261,7 +261,7 @@ FV_HOT void fv_ops_max_pool2d(const struct fv_conv_shape *s, const float *input,
                     float m = -FLT_MAX;
                     for (int iy = y0; iy < y1; iy++)
                         for (int ix = x0; ix < x1; ix++)
-                            m = fmaxf(img[((size_t)iy * s->in_w + ix) * c + k], m);
+                            m = img[((size_t)iy * s->in_w + ix) * c + k] > m ? img[((size_t)iy * s->in_w + ix) * c + k] : m;
                     out[k] = m;
                 }
             }
@@ -292,7 +292,7 @@ FV_HOT void fv_ops_prelu(size_t pixels, int c, const float *input, const float *
             STORE8(output + i, MAX8(x, zero) + a * MIN8(x, zero));
         }
         for (size_t i = c8; i < count; i++)
-            output[i] = fmaxf(input[i], 0.0f) + slopes[0] * fminf(input[i], 0.0f);
+            output[i] = input[i] > 0.0f ? input[i] : slopes[0] * input[i];
         return;
     }
     const int c8 = c & ~7;
@@ -304,7 +304,7 @@ FV_HOT void fv_ops_prelu(size_t pixels, int c, const float *input, const float *
             STORE8(y + k, MAX8(v, zero) + LOAD8(slopes + k) * MIN8(v, zero));
         }
         for (int k = c8; k < c; k++)
-            y[k] = fmaxf(x[k], 0.0f) + slopes[k] * fminf(x[k], 0.0f);
+            y[k] = x[k] > 0.0f ? x[k] : slopes[k] * x[k];
     }
 }
 

@@ -1108,13 +1108,16 @@ fail:
     return false;
 }
 
-static uint8_t resample_round(int64_t sum)
+/* The triangle filter's weights are non-negative and sum to 2^22 (give or take
+ * rounding), so 255 times their sum plus the rounding half fits in int32 with room
+ * to spare, as in PIL; int32 lets the compiler vectorise the loops. */
+static inline uint8_t resample_round(int32_t sum)
 {
     sum >>= RESAMPLE_PRECISION_BITS;
     return (uint8_t)(sum < 0 ? 0 : sum > 255 ? 255 : sum);
 }
 
-/* dst rows 0.. come from src rows row_offset.. */
+/* dst row y reads src row y + row_offset. */
 static void resample_horizontal(const struct fv_image *src, struct fv_image *dst,
                                 int row_offset, const struct resample_weights *w)
 {
@@ -1124,11 +1127,11 @@ static void resample_horizontal(const struct fv_image *src, struct fv_image *dst
         for (int x = 0; x < dst->width; x++, out += 3) {
             const int32_t *weight = w->weight + (size_t)x * (size_t)w->taps;
             const uint8_t *p = in + (size_t)w->first[x] * 3;
-            int64_t r = 1 << (RESAMPLE_PRECISION_BITS - 1), g = r, b = r;
+            int32_t r = 1 << (RESAMPLE_PRECISION_BITS - 1), g = r, b = r;
             for (int k = 0; k < w->count[x]; k++, p += 3) {
-                r += (int64_t)p[0] * weight[k];
-                g += (int64_t)p[1] * weight[k];
-                b += (int64_t)p[2] * weight[k];
+                r += (int32_t)p[0] * weight[k];
+                g += (int32_t)p[1] * weight[k];
+                b += (int32_t)p[2] * weight[k];
             }
             out[0] = resample_round(r);
             out[1] = resample_round(g);
@@ -1137,22 +1140,26 @@ static void resample_horizontal(const struct fv_image *src, struct fv_image *dst
     }
 }
 
-/* dst row y reads src rows first[y] - row_offset.. */
+/* dst row y reads src rows first[y] - row_offset.. A whole row accumulates tap by
+ * tap in acc (stride values), which keeps the inner loop contiguous. */
 static void resample_vertical(const struct fv_image *src, struct fv_image *dst,
-                              int row_offset, const struct resample_weights *w)
+                              int row_offset, const struct resample_weights *w, int32_t *acc)
 {
     size_t stride = (size_t)src->width * 3;
     for (int y = 0; y < dst->height; y++) {
         const int32_t *weight = w->weight + (size_t)y * (size_t)w->taps;
         const uint8_t *column = pixel_at(src, 0, w->first[y] - row_offset);
         uint8_t *out = pixel_at(dst, 0, y);
-        for (size_t i = 0; i < stride; i++) {
-            int64_t sum = 1 << (RESAMPLE_PRECISION_BITS - 1);
-            const uint8_t *p = column + i;
-            for (int k = 0; k < w->count[y]; k++, p += stride)
-                sum += (int64_t)*p * weight[k];
-            out[i] = resample_round(sum);
+        for (size_t i = 0; i < stride; i++)
+            acc[i] = 1 << (RESAMPLE_PRECISION_BITS - 1);
+        for (int k = 0; k < w->count[y]; k++) {
+            const uint8_t *p = column + (size_t)k * stride;
+            const int32_t wk = weight[k];
+            for (size_t i = 0; i < stride; i++)
+                acc[i] += (int32_t)p[i] * wk;
         }
+        for (size_t i = 0; i < stride; i++)
+            out[i] = resample_round(acc[i]);
     }
 }
 
@@ -1161,6 +1168,7 @@ enum fv_status fv_image_resize(const struct fv_image *src, int width, int height
 {
     struct resample_weights horizontal = {0}, vertical = {0};
     struct fv_image *temp = NULL, *dst = NULL;
+    int32_t *acc = NULL;
     enum fv_status status = FV_OK;
 
     if (!out)
@@ -1186,6 +1194,8 @@ enum fv_status fv_image_resize(const struct fv_image *src, int width, int height
         goto fail;
     if (need_horizontal && !resample_weights_init(&horizontal, src->width, width))
         goto fail;
+    if (need_vertical && !(acc = malloc((size_t)width * 3 * sizeof *acc)))
+        goto fail;
 
     if (need_horizontal && need_vertical) {
         /* only the source rows the vertical pass will read */
@@ -1195,15 +1205,16 @@ enum fv_status fv_image_resize(const struct fv_image *src, int width, int height
         if (!temp)
             goto fail;
         resample_horizontal(src, temp, first, &horizontal);
-        resample_vertical(temp, dst, first, &vertical);
+        resample_vertical(temp, dst, first, &vertical, acc);
     } else if (need_horizontal) {
         resample_horizontal(src, dst, 0, &horizontal);
     } else {
-        resample_vertical(src, dst, 0, &vertical);
+        resample_vertical(src, dst, 0, &vertical, acc);
     }
     resample_weights_free(&horizontal);
     resample_weights_free(&vertical);
     fv_image_free(temp);
+    free(acc);
     *out = dst;
     return FV_OK;
 
@@ -1214,6 +1225,7 @@ fail: /* every failure here is an allocation */
     resample_weights_free(&vertical);
     fv_image_free(temp);
     fv_image_free(dst);
+    free(acc);
     return status;
 }
 

@@ -1,0 +1,252 @@
+/* bench.c - `make bench`: speed of the networks and of the face pipeline.
+ *
+ * Prints medians over repeated runs (these machines are noisy: compare ratios
+ * within one run). Needs models/ and tests/data/ (make models test-data).
+ */
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "model/model.h"
+#include "model/model_file.h"
+#include "pipeline/align.h"
+#include "pipeline/pipeline.h"
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static void die(const struct fv_error *err)
+{
+    fprintf(stderr, "bench: %s\n", err->message);
+    exit(1);
+}
+
+struct throughput_job {
+    const struct fv_model *model;
+    int batch, h, w, iterations;
+    float *input;
+};
+
+static void *throughput_thread(void *arg)
+{
+    struct throughput_job *job = arg;
+    struct fv_context *ctx;
+    struct fv_error err = {0};
+    if (fv_context_new(job->model, job->batch, job->h, job->w, &ctx, &err))
+        die(&err);
+    for (int i = 0; i < job->iterations; i++)
+        if (fv_context_run(ctx, job->input, job->batch, job->h, job->w, &err))
+            die(&err);
+    fv_context_free(ctx);
+    return NULL;
+}
+
+/* Images per second at batch 16 with `threads` contexts running side by side. */
+static double throughput(const struct fv_model *m, int h, int w, int threads, float *input)
+{
+    enum { BATCH = 16, ITER = 4 };
+    pthread_t tid[8];
+    struct throughput_job job = {m, BATCH, h, w, ITER, input};
+    throughput_thread(&job); /* warm up */
+    double t0 = now_ms();
+    for (int t = 0; t < threads; t++)
+        pthread_create(&tid[t], NULL, throughput_thread, &job);
+    for (int t = 0; t < threads; t++)
+        pthread_join(tid[t], NULL);
+    return (double)threads * BATCH * ITER / ((now_ms() - t0) / 1e3);
+}
+
+static void bench_network(const char *path, int h, int w)
+{
+    struct fv_error err = {0};
+    struct fv_model *m;
+    if (fv_model_load(path, &m, &err))
+        die(&err);
+    size_t per = (size_t)h * w * 3;
+    float *input = malloc(16 * per * sizeof *input);
+    for (size_t i = 0; i < 16 * per; i++)
+        input[i] = sinf(0.001f * (float)i);
+    struct fv_context *ctx;
+    if (fv_context_new(m, 1, h, w, &ctx, &err))
+        die(&err);
+    enum { RUNS = 40 };
+    double t[RUNS];
+    fv_context_run(ctx, input, 1, h, w, &err);
+    for (int i = 0; i < RUNS; i++) {
+        double t0 = now_ms();
+        fv_context_run(ctx, input, 1, h, w, &err);
+        t[i] = now_ms() - t0;
+    }
+    double med = median(t, RUNS), flops = fv_model_flops(m, h, w);
+    double one = throughput(m, h, w, 1, input), two = throughput(m, h, w, 2, input);
+    printf("%-20s %4dx%-4d %8.4f %9.2f ms %8.1f %10.1f %10.1f %8.1f\n", fv_model_meta(m)->name, h,
+           w, flops / 1e9, med, flops / (med / 1e3) / 1e9, one, two, two / one);
+    fv_context_free(ctx);
+    fv_model_free(m);
+    free(input);
+}
+
+struct stages {
+    double decode, detect, align, embed, total;
+};
+
+static void bench_image(struct fv_pipeline_worker *w, const struct fv_pipeline *pipe,
+                        const uint8_t *jpeg, size_t size, const char *label)
+{
+    enum { RUNS = 15 };
+    double d[RUNS], det[RUNS], al[RUNS], em[RUNS], tot[RUNS];
+    struct fv_error err = {0};
+    int dim = fv_pipeline_raw_dim(pipe), width = 0, height = 0, faces_found = 0;
+    float *raw = malloc((size_t)dim * sizeof *raw);
+    for (int r = -1; r < RUNS; r++) {
+        double t0 = now_ms();
+        struct fv_image *img;
+        if (fv_image_decode(jpeg, size, NULL, &img, &err))
+            die(&err);
+        double t1 = now_ms();
+        struct fv_face *faces;
+        int n;
+        if (fv_pipeline_detect(w, img, FV_FACE_LARGEST, &faces, &n, &err))
+            die(&err);
+        double t2 = now_ms();
+        if (n < 1) {
+            fprintf(stderr, "bench: no face in %s\n", label);
+            exit(1);
+        }
+        struct fv_image *crop;
+        if (fv_pipeline_align(pipe, img, (const float(*)[2])faces[0].landmarks, &crop, &err))
+            die(&err);
+        fv_image_free(crop);
+        double t3 = now_ms();
+        if (fv_pipeline_embed_landmarks(w, img, (const float(*)[2])faces[0].landmarks, raw, NULL, &err))
+            die(&err);
+        double t4 = now_ms();
+        width = img->width, height = img->height, faces_found = n;
+        free(faces);
+        fv_image_free(img);
+        if (r < 0)
+            continue;
+        d[r] = t1 - t0, det[r] = t2 - t1, al[r] = t3 - t2;
+        /* embed_landmarks aligns again: report the forward passes alone */
+        em[r] = (t4 - t3) - (t3 - t2);
+        tot[r] = (t2 - t0) + (t4 - t3);
+    }
+    printf("%-22s %4dx%-4d %5d %8.2f %8.2f %8.2f %8.2f %9.2f\n", label, width, height, faces_found,
+           median(d, RUNS), median(det, RUNS), median(al, RUNS), median(em, RUNS),
+           median(tot, RUNS));
+    free(raw);
+}
+
+/* A 250×250 JPEG of one face cut from a sample photo (an LFW-like image). */
+static uint8_t *lfw_like(struct fv_pipeline_worker *w, const char *photo, int face, size_t *size)
+{
+    struct fv_error err = {0};
+    struct fv_image *img, *cut, *small;
+    struct fv_face *faces;
+    int n;
+    uint8_t *jpeg;
+    if (fv_image_load(photo, NULL, &img, &err) ||
+        fv_pipeline_detect(w, img, FV_FACE_ALL, &faces, &n, &err))
+        die(&err);
+    if (n <= face) {
+        fprintf(stderr, "bench: %s has %d faces\n", photo, n);
+        exit(1);
+    }
+    float bw = faces[face].box[2] - faces[face].box[0];
+    float cx = (faces[face].box[0] + faces[face].box[2]) / 2, cy = (faces[face].box[1] + faces[face].box[3]) / 2;
+    int side = (int)(bw * 2.2f);
+    cut = fv_image_crop(img, (int)(cx - side / 2), (int)(cy - side / 2), side, side);
+    if (fv_image_resize(cut, 250, 250, &small, &err) || fv_image_encode_jpeg(small, 90, &jpeg, size, &err))
+        die(&err);
+    free(faces);
+    fv_image_free(img);
+    fv_image_free(cut);
+    fv_image_free(small);
+    return jpeg;
+}
+
+int main(void)
+{
+    openblas_set_num_threads(1);
+    struct fv_error err = {0};
+    printf("== networks (median of 40 runs at batch 1 on one thread; images/s at batch 16)\n");
+    printf("%-20s %-9s %8s %12s %8s %10s %10s %8s\n", "network", "input", "GFLOP", "batch 1",
+           "GFLOP/s", "1 thread", "2 threads", "speedup");
+    bench_network("models/mobilefacenet.fvm", 112, 112);
+    bench_network("models/pnet.fvm", 150, 150);
+    bench_network("models/rnet.fvm", 24, 24);
+    bench_network("models/onet.fvm", 48, 48);
+
+    struct fv_pipeline_params params;
+    struct fv_pipeline *pipe;
+    struct fv_pipeline_worker *w;
+    fv_pipeline_default_params(&params);
+    if (fv_pipeline_new("models", "models/mobilefacenet.fvm", &params, &pipe, &err) ||
+        fv_pipeline_worker_new(pipe, &w, &err))
+        die(&err);
+    printf("\n== pipeline stages, median ms of 15 runs on one thread (embed = crop + mirror)\n");
+    printf("%-22s %-9s %5s %8s %8s %8s %8s %9s\n", "image", "size", "faces", "decode", "detect",
+           "align", "embed", "total");
+    size_t size1, size2, photo_size;
+    uint8_t *a = lfw_like(w, "tests/data/sample1.jpg", 0, &size1);
+    uint8_t *b = lfw_like(w, "tests/data/sample1.jpg", 1, &size2);
+    uint8_t *photo;
+    if (fv_read_file("tests/data/sample1.jpg", 1 << 26, &photo, &photo_size, &err))
+        die(&err);
+    bench_image(w, pipe, a, size1, "250x250 face (JPEG)");
+    bench_image(w, pipe, photo, photo_size, "sample1.jpg");
+
+    printf("\n== verify two 250x250 JPEGs in-process (decode, detect, align, embed both, cosine)\n");
+    enum { RUNS = 21 };
+    double t[RUNS];
+    int dim = fv_pipeline_dim(pipe);
+    for (int r = -1; r < RUNS; r++) {
+        double t0 = now_ms();
+        float *e[2];
+        for (int i = 0; i < 2; i++) {
+            struct fv_image *img;
+            struct fv_face_embedding *faces;
+            int n;
+            if (fv_image_decode(i ? b : a, i ? size2 : size1, NULL, &img, &err) ||
+                fv_pipeline_process(w, img, FV_FACE_LARGEST, &faces, &n, &err))
+                die(&err);
+            e[i] = faces[0].embedding;
+            faces[0].embedding = NULL;
+            fv_face_embeddings_free(faces, n);
+            fv_image_free(img);
+        }
+        volatile float score = fv_cosine(e[0], e[1], dim);
+        (void)score;
+        free(e[0]);
+        free(e[1]);
+        if (r >= 0)
+            t[r] = now_ms() - t0;
+    }
+    printf("verify: median %.2f ms (min %.2f)\n", median(t, RUNS), t[0]);
+    free(a);
+    free(b);
+    free(photo);
+    fv_pipeline_worker_free(w);
+    fv_pipeline_free(pipe);
+    return 0;
+}
