@@ -21,6 +21,7 @@ int fv_cmd_detect(int argc, char **argv);
 int fv_cmd_align(int argc, char **argv);
 int fv_cmd_embed(int argc, char **argv);
 int fv_cmd_verify(int argc, char **argv);
+int fv_cmd_serve(int argc, char **argv);
 int fv_cmd_eval(int argc, char **argv);
 int fv_cmd_pca(int argc, char **argv);
 

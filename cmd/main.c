@@ -21,6 +21,7 @@ static const struct subcommand subcommands[] = {
     {"align", fv_cmd_align, "write the aligned face crops a model sees"},
     {"embed", fv_cmd_embed, "print face embeddings"},
     {"verify", fv_cmd_verify, "compare the faces in two images"},
+    {"serve", fv_cmd_serve, "run the HTTP JSON API server"},
     {"eval", fv_cmd_eval, "LFW-style k-fold evaluation: accuracy, ROC, AUC, EER"},
     {"pca", fv_cmd_pca, "fit a PCA projection of face features ('pca fit')"},
 };

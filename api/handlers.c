@@ -1,0 +1,729 @@
+/* handlers.c - the route handlers: verify, embed, detect and the cheap GET routes. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "api/base64.h"
+#include "api/multipart.h"
+#include "api/routes.h"
+#include "pipeline/pipeline.h"
+
+#define MAX_PARTS 64
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static double round_to(double v, double scale)
+{
+    return round(v * scale) / scale;
+}
+
+/* ---- request bodies: JSON or multipart/form-data, read through one interface ---- */
+
+struct input {
+    cJSON *json; /* the body's object, or NULL for multipart */
+    struct fv_multipart_part parts[MAX_PARTS];
+    int n_parts;
+};
+
+static void input_free(struct input *in)
+{
+    cJSON_Delete(in->json);
+    in->json = NULL;
+}
+
+/* 0, or an HTTP status with the reply filled in. */
+static int input_parse(const struct fv_request *req, struct input *in, struct fv_reply *r)
+{
+    memset(in, 0, sizeof *in);
+    if (strncasecmp(req->content_type, "multipart/form-data", 19) == 0) {
+        char boundary[FV_MULTIPART_BOUNDARY_MAX + 1];
+        if (fv_multipart_boundary(req->content_type, boundary))
+            return fv_reply_error(r, 400, "bad_multipart", NULL,
+                                  "multipart/form-data needs a valid boundary parameter");
+        struct fv_error err = {0};
+        enum fv_status st = fv_multipart_parse(req->body, req->body_size, boundary, in->parts,
+                                               MAX_PARTS, &in->n_parts, &err);
+        if (st)
+            return fv_reply_error(r, st == FV_ERR_TOO_LARGE ? 413 : 400,
+                                  st == FV_ERR_TOO_LARGE ? "too_many_parts" : "bad_multipart",
+                                  NULL, "%s", err.message);
+        return 0;
+    }
+    if (req->body_size == 0)
+        return fv_reply_error(r, 400, "bad_json", NULL, "the request body is empty");
+    const char *end = NULL;
+    in->json = cJSON_ParseWithLengthOpts((const char *)req->body, req->body_size, &end, 0);
+    if (!in->json) {
+        size_t at = end ? (size_t)(end - (const char *)req->body) : 0;
+        return fv_reply_error(r, 400, "bad_json", NULL, "malformed JSON near byte %zu", at);
+    }
+    if (!cJSON_IsObject(in->json)) {
+        input_free(in);
+        return fv_reply_error(r, 400, "bad_json", NULL, "the JSON body must be an object");
+    }
+    return 0;
+}
+
+/* A text field (JSON string, or a multipart part's bytes) into buf: 1 present,
+ * 0 absent, or -status with the reply filled in. JSON non-strings are an error. */
+static int input_text(const struct input *in, const char *name, char *buf, size_t cap,
+                      struct fv_reply *r)
+{
+    if (in->json) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(in->json, name);
+        if (!v || cJSON_IsNull(v))
+            return 0;
+        if (!cJSON_IsString(v))
+            return -fv_reply_error(r, 422, "invalid_value", name, "%s must be a string", name);
+        snprintf(buf, cap, "%s", v->valuestring);
+        return 1;
+    }
+    const struct fv_multipart_part *p = fv_multipart_find(in->parts, in->n_parts, name);
+    if (!p)
+        return 0;
+    if (p->size >= cap)
+        return -fv_reply_error(r, 422, "invalid_value", name, "%s is too long", name);
+    memcpy(buf, p->data, p->size);
+    buf[p->size] = 0;
+    return 1;
+}
+
+/* The policy option: default when absent; "all" only where allow_all. */
+static int input_policy(const struct input *in, enum fv_face_policy fallback, int allow_all,
+                        enum fv_face_policy *out, struct fv_reply *r)
+{
+    char text[32];
+    int got = input_text(in, "policy", text, sizeof text, r);
+    if (got < 0)
+        return -got;
+    *out = fallback;
+    if (!got)
+        return 0;
+    int p = fv_face_policy_from_name(text);
+    if (p < 0 || (p == FV_FACE_ALL && !allow_all))
+        return fv_reply_error(r, 422, "invalid_value", "policy", "policy must be %s, not '%s'",
+                              allow_all ? "largest, center or all" : "largest or center", text);
+    *out = (enum fv_face_policy)p;
+    return 0;
+}
+
+static int input_bool(const struct input *in, const char *name, int *out, struct fv_reply *r)
+{
+    *out = 0;
+    if (in->json) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(in->json, name);
+        if (!v || cJSON_IsNull(v))
+            return 0;
+        if (!cJSON_IsBool(v))
+            return fv_reply_error(r, 422, "invalid_value", name, "%s must be true or false", name);
+        *out = cJSON_IsTrue(v);
+        return 0;
+    }
+    char text[16];
+    int got = input_text(in, name, text, sizeof text, r);
+    if (got < 0)
+        return -got;
+    if (!got)
+        return 0;
+    if (strcmp(text, "true") == 0 || strcmp(text, "1") == 0)
+        *out = 1;
+    else if (strcmp(text, "false") != 0 && strcmp(text, "0") != 0)
+        return fv_reply_error(r, 422, "invalid_value", name, "%s must be true or false", name);
+    return 0;
+}
+
+/* The threshold option, or the server's default (the model's when unset). */
+static int input_threshold(const struct fv_handler_env *env, const struct input *in, float *out,
+                           struct fv_reply *r)
+{
+    *out = isnan(env->config->threshold) ? fv_pipeline_threshold(env->pipeline)
+                                         : env->config->threshold;
+    double v;
+    if (in->json) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(in->json, "threshold");
+        if (!t || cJSON_IsNull(t))
+            return 0;
+        if (!cJSON_IsNumber(t))
+            return fv_reply_error(r, 422, "invalid_value", "threshold",
+                                  "threshold must be a number between -1 and 1");
+        v = t->valuedouble;
+    } else {
+        char text[64], *end;
+        int got = input_text(in, "threshold", text, sizeof text, r);
+        if (got < 0)
+            return -got;
+        if (!got)
+            return 0;
+        v = strtod(text, &end);
+        if (end == text || *end)
+            return fv_reply_error(r, 422, "invalid_value", "threshold",
+                                  "threshold must be a number between -1 and 1");
+    }
+    if (!(v >= -1 && v <= 1))
+        return fv_reply_error(r, 422, "invalid_value", "threshold",
+                              "threshold must be between -1 and 1, not %g", v);
+    *out = (float)v;
+    return 0;
+}
+
+/* Whether the body has a (non-null) field or part with this name. */
+static int input_has(const struct input *in, const char *name)
+{
+    if (in->json) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(in->json, name);
+        return v && !cJSON_IsNull(v);
+    }
+    return fv_multipart_find(in->parts, in->n_parts, name) != NULL;
+}
+
+/* Encoded image bytes: points into the body (multipart) or owns decoded base64. */
+struct blob {
+    const uint8_t *data;
+    size_t size;
+    uint8_t *owned;
+};
+
+static int blob_from_base64(const cJSON *v, const char *field, struct blob *b, struct fv_reply *r)
+{
+    if (!cJSON_IsString(v))
+        return fv_reply_error(r, 400, "invalid_field", field,
+                              "%s must be a base64 string", field);
+    const char *s = v->valuestring;
+    size_t len = strlen(s), off = fv_base64_data_uri_offset(s, len);
+    if (off == (size_t)-1)
+        return fv_reply_error(r, 400, "bad_base64", field,
+                              "%s is a data URI that is not base64", field);
+    size_t cap = fv_base64_decoded_max(len - off);
+    b->owned = malloc(cap ? cap : 1);
+    if (!b->owned)
+        return fv_reply_error(r, 500, "internal", NULL, "out of memory");
+    if (fv_base64_decode(s + off, len - off, b->owned, cap, &b->size))
+        return fv_reply_error(r, 400, "bad_base64", field, "%s is not valid base64", field);
+    b->data = b->owned;
+    return 0;
+}
+
+/* 1 present, 0 absent, -status on error. */
+static int input_image(const struct input *in, const char *field, struct blob *b,
+                       struct fv_reply *r)
+{
+    memset(b, 0, sizeof *b);
+    if (in->json) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(in->json, field);
+        if (!v || cJSON_IsNull(v))
+            return 0;
+        int st = blob_from_base64(v, field, b, r);
+        return st ? -st : 1;
+    }
+    const struct fv_multipart_part *p = fv_multipart_find(in->parts, in->n_parts, field);
+    if (!p)
+        return 0;
+    b->data = p->data;
+    b->size = p->size;
+    return 1;
+}
+
+/* An embedding of exactly dim finite numbers: 1 present, 0 absent, -status on error. */
+static int input_embedding(const struct input *in, const char *field, int dim, float *out,
+                           struct fv_reply *r)
+{
+    cJSON *parsed = NULL;
+    const cJSON *v;
+    if (in->json) {
+        v = cJSON_GetObjectItemCaseSensitive(in->json, field);
+    } else {
+        const struct fv_multipart_part *p = fv_multipart_find(in->parts, in->n_parts, field);
+        if (!p)
+            return 0;
+        v = parsed = cJSON_ParseWithLength((const char *)p->data, p->size);
+        if (!parsed) {
+            return -fv_reply_error(r, 400, "bad_json", field, "%s is not a JSON array", field);
+        }
+    }
+    int status = 0;
+    if (!v || cJSON_IsNull(v))
+        goto done;
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != dim) {
+        status = fv_reply_error(r, 422, "invalid_value", field,
+                                "%s must be an array of %d numbers", field, dim);
+        goto done;
+    }
+    int i = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, v)
+    {
+        if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble) || fabs(x->valuedouble) > 1e30) {
+            status = fv_reply_error(r, 422, "invalid_value", field,
+                                    "%s[%d] is not a finite number", field, i);
+            goto done;
+        }
+        out[i++] = (float)x->valuedouble;
+    }
+    cJSON_Delete(parsed);
+    return 1;
+done:
+    cJSON_Delete(parsed);
+    return status ? -status : 0;
+}
+
+/* Decodes an image; on failure fills the reply (naming field) and returns its status. */
+static int decode_image(const struct fv_handler_env *env, const struct blob *b, const char *field,
+                        struct fv_image **img, struct fv_reply *r)
+{
+    struct fv_error err = {0};
+    enum fv_status st = fv_image_decode(b->data, b->size, &fv_pipeline_params(env->pipeline)->limits,
+                                        img, &err);
+    if (!st)
+        return 0;
+    const char *code;
+    int status = fv_reply_status_of(st, &code);
+    return fv_reply_error(r, status, code, field, "%s: %s", field,
+                          err.message[0] ? err.message : fv_status_str(st));
+}
+
+static int pipeline_error(enum fv_status st, const struct fv_error *err, const char *field,
+                          struct fv_reply *r)
+{
+    if (st == FV_ERR_NO_FACE)
+        return fv_reply_error(r, 422, "no_face", field, "no face found in %s", field);
+    const char *code;
+    int status = fv_reply_status_of(st, &code);
+    return fv_reply_error(r, status, code, field, "%s: %s", field,
+                          err->message[0] ? err->message : fv_status_str(st));
+}
+
+static cJSON *embedding_json(const float *e, int dim)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; a && i < dim; i++)
+        if (!cJSON_AddItemToArray(a, cJSON_CreateNumber(round_to(e[i], 1e7)))) {
+            cJSON_Delete(a);
+            return NULL;
+        }
+    return a;
+}
+
+static void add_model_fields(const struct fv_handler_env *env, cJSON *root)
+{
+    cJSON_AddStringToObject(root, "model", fv_pipeline_model_meta(env->pipeline)->name);
+}
+
+/* ---- POST /v1/verify ---- */
+
+struct side {
+    const char *image_field, *embedding_field;
+    int from_image;
+    struct fv_face_embedding *faces; /* from the image */
+    int n_faces;
+    int chosen;                      /* index into faces */
+    float *embedding;                /* the one compared */
+    double decode_ms, process_ms;
+};
+
+static int load_side(const struct fv_handler_env *env, const struct input *in, struct side *s,
+                     enum fv_face_policy policy, float *buffer, struct fv_reply *r)
+{
+    int dim = fv_pipeline_dim(env->pipeline);
+    struct blob b;
+    int has_image = input_image(in, s->image_field, &b, r);
+    if (has_image < 0)
+        goto fail;
+    int has_embedding = input_embedding(in, s->embedding_field, dim, buffer, r);
+    if (has_embedding < 0)
+        goto fail;
+    if (has_image && has_embedding) {
+        fv_reply_error(r, 400, "invalid_field", s->image_field, "give %s or %s, not both",
+                       s->image_field, s->embedding_field);
+        goto fail;
+    }
+    if (!has_image && !has_embedding) {
+        fv_reply_error(r, 400, "missing_field", s->image_field, "%s (or %s) is required",
+                       s->image_field, s->embedding_field);
+        goto fail;
+    }
+    if (has_embedding) {
+        s->embedding = buffer;
+        return 0;
+    }
+    s->from_image = 1;
+    struct fv_image *img = NULL;
+    double t0 = now_ms();
+    if (decode_image(env, &b, s->image_field, &img, r))
+        goto fail;
+    double t1 = now_ms();
+    struct fv_error err = {0};
+    enum fv_status st = fv_pipeline_process(env->worker, img, policy, &s->faces, &s->n_faces, &err);
+    fv_image_free(img);
+    s->decode_ms = t1 - t0;
+    s->process_ms = now_ms() - t1;
+    free(b.owned);
+    b.owned = NULL;
+    if (st) {
+        pipeline_error(st, &err, s->image_field, r);
+        goto fail;
+    }
+    fv_metrics_faces(env->metrics, s->n_faces);
+    s->embedding = s->faces[0].embedding;
+    return 0;
+fail:
+    free(b.owned);
+    return r->status;
+}
+
+void fv_handle_verify(const struct fv_handler_env *env, const struct fv_request *req,
+                      struct fv_reply *r)
+{
+    double t_start = now_ms();
+    int dim = fv_pipeline_dim(env->pipeline);
+    struct input in;
+    struct side a = {"image1", "embedding1", 0, NULL, 0, 0, NULL, 0, 0};
+    struct side b = {"image2", "embedding2", 0, NULL, 0, 0, NULL, 0, 0};
+    float *buffers = malloc((size_t)2 * dim * sizeof *buffers);
+    if (!buffers) {
+        fv_reply_error(r, 500, "internal", NULL, "out of memory");
+        return;
+    }
+    if (input_parse(req, &in, r)) {
+        free(buffers);
+        return;
+    }
+    /* Both sides must be there before either is decoded and run. */
+    const struct side *sides[2] = {&a, &b};
+    for (int i = 0; i < 2; i++) {
+        if (!input_has(&in, sides[i]->image_field) && !input_has(&in, sides[i]->embedding_field)) {
+            fv_reply_error(r, 400, "missing_field", sides[i]->image_field,
+                           "%s (or %s) is required", sides[i]->image_field,
+                           sides[i]->embedding_field);
+            goto done;
+        }
+    }
+    enum fv_face_policy policy;
+    float threshold;
+    int return_embeddings;
+    if (input_policy(&in, env->config->policy, 0, &policy, r) ||
+        input_threshold(env, &in, &threshold, r) ||
+        input_bool(&in, "return_embeddings", &return_embeddings, r) ||
+        load_side(env, &in, &a, policy, buffers, r) ||
+        load_side(env, &in, &b, FV_FACE_ALL, buffers + dim, r))
+        goto done;
+
+    /* image2 is searched: every face in it is scored, the best one is face2. */
+    float score = fv_cosine(a.embedding, b.embedding, dim);
+    if (b.from_image) {
+        for (int i = 0; i < b.n_faces; i++) {
+            float s = fv_cosine(a.embedding, b.faces[i].embedding, dim);
+            if (i == 0 || s > score) {
+                score = s;
+                b.chosen = i;
+            }
+        }
+        b.embedding = b.faces[b.chosen].embedding;
+    }
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddNumberToObject(root, "score", round_to(score, 1e6));
+    cJSON_AddBoolToObject(root, "match", score >= threshold);
+    cJSON_AddNumberToObject(root, "threshold", round_to(threshold, 1e6));
+    if (a.from_image)
+        cJSON_AddItemToObject(root, "face1", fv_api_face_json(&a.faces[a.chosen].face));
+    if (b.from_image)
+        cJSON_AddItemToObject(root, "face2", fv_api_face_json(&b.faces[b.chosen].face));
+    if (b.from_image && b.n_faces > 1) {
+        cJSON *matches = cJSON_AddArrayToObject(root, "matches");
+        for (int i = 0; i < b.n_faces; i++) {
+            float s = fv_cosine(a.embedding, b.faces[i].embedding, dim);
+            cJSON *m = cJSON_CreateObject();
+            cJSON_AddItemToObject(m, "face", fv_api_face_json(&b.faces[i].face));
+            cJSON_AddNumberToObject(m, "score", round_to(s, 1e6));
+            cJSON_AddBoolToObject(m, "match", s >= threshold);
+            cJSON_AddItemToArray(matches, m);
+        }
+    }
+    if (return_embeddings) {
+        cJSON_AddItemToObject(root, "embedding1", embedding_json(a.embedding, dim));
+        cJSON_AddItemToObject(root, "embedding2", embedding_json(b.embedding, dim));
+    }
+    add_model_fields(env, root);
+    cJSON *t = cJSON_AddObjectToObject(root, "timings_ms");
+    cJSON_AddNumberToObject(t, "decode", round_to(a.decode_ms + b.decode_ms, 10));
+    cJSON_AddNumberToObject(t, "image1", round_to(a.process_ms, 10));
+    cJSON_AddNumberToObject(t, "image2", round_to(b.process_ms, 10));
+    cJSON_AddNumberToObject(t, "total", round_to(now_ms() - t_start, 10));
+    fv_reply_json(r, 200, root);
+done:
+    fv_face_embeddings_free(a.faces, a.n_faces);
+    fv_face_embeddings_free(b.faces, b.n_faces);
+    free(buffers);
+    input_free(&in);
+}
+
+/* ---- POST /v1/embed and /v1/detect ---- */
+
+/* Collects the images of a single or batch request: JSON "image" or "images",
+ * multipart parts named "image" or "images" (several make a batch). */
+struct image_list {
+    struct blob *blobs;
+    int n, batch;
+};
+
+static void image_list_free(struct image_list *l)
+{
+    for (int i = 0; i < l->n; i++)
+        free(l->blobs[i].owned);
+    free(l->blobs);
+    memset(l, 0, sizeof *l);
+}
+
+static int input_images(const struct fv_handler_env *env, const struct input *in,
+                        struct image_list *l, struct fv_reply *r)
+{
+    memset(l, 0, sizeof *l);
+    int max = env->config->max_batch;
+    if (in->json) {
+        const cJSON *one = cJSON_GetObjectItemCaseSensitive(in->json, "image");
+        const cJSON *many = cJSON_GetObjectItemCaseSensitive(in->json, "images");
+        if (one && many)
+            return fv_reply_error(r, 400, "invalid_field", "images",
+                                  "give image or images, not both");
+        if (!one && !many)
+            return fv_reply_error(r, 400, "missing_field", "image", "image (or images) is required");
+        if (many) {
+            if (!cJSON_IsArray(many) || cJSON_GetArraySize(many) < 1)
+                return fv_reply_error(r, 400, "invalid_field", "images",
+                                      "images must be a non-empty array of base64 strings");
+            if (cJSON_GetArraySize(many) > max)
+                return fv_reply_error(r, 413, "too_many_images", "images",
+                                      "at most %d images per request", max);
+            l->batch = 1;
+        }
+        int count = many ? cJSON_GetArraySize(many) : 1;
+        l->blobs = calloc((size_t)count, sizeof *l->blobs);
+        if (!l->blobs)
+            return fv_reply_error(r, 500, "internal", NULL, "out of memory");
+        const cJSON *v = many ? many->child : one;
+        for (; l->n < count; l->n++, v = v->next)
+            if (blob_from_base64(v, many ? "images" : "image", &l->blobs[l->n], r)) {
+                l->n++;
+                return r->status;
+            }
+        return 0;
+    }
+    int count = 0;
+    for (int i = 0; i < in->n_parts; i++)
+        count += strcmp(in->parts[i].name, "image") == 0 || strcmp(in->parts[i].name, "images") == 0;
+    if (count == 0)
+        return fv_reply_error(r, 400, "missing_field", "image", "a part named image is required");
+    if (count > max)
+        return fv_reply_error(r, 413, "too_many_images", "images", "at most %d images per request",
+                              max);
+    l->blobs = calloc((size_t)count, sizeof *l->blobs);
+    if (!l->blobs)
+        return fv_reply_error(r, 500, "internal", NULL, "out of memory");
+    for (int i = 0; i < in->n_parts; i++) {
+        if (strcmp(in->parts[i].name, "image") == 0 || strcmp(in->parts[i].name, "images") == 0) {
+            l->blobs[l->n].data = in->parts[i].data;
+            l->blobs[l->n++].size = in->parts[i].size;
+            if (strcmp(in->parts[i].name, "images") == 0)
+                l->batch = 1;
+        }
+    }
+    l->batch |= count > 1;
+    return 0;
+}
+
+/* One image's result as an object ({width, height, faces} or its error), and
+ * the HTTP status it would have alone. */
+static cJSON *one_image(const struct fv_handler_env *env, const struct blob *b, const char *field,
+                        enum fv_face_policy policy, int with_embeddings, int *status,
+                        struct fv_reply *scratch)
+{
+    int dim = fv_pipeline_dim(env->pipeline);
+    struct fv_image *img = NULL;
+    *status = decode_image(env, b, field, &img, scratch);
+    if (*status)
+        return NULL;
+    struct fv_error err = {0};
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "width", img->width);
+    cJSON_AddNumberToObject(o, "height", img->height);
+    cJSON *faces_json = cJSON_AddArrayToObject(o, "faces");
+    enum fv_status st;
+    int n = 0;
+    if (with_embeddings) {
+        struct fv_face_embedding *faces = NULL;
+        st = fv_pipeline_process(env->worker, img, policy, &faces, &n, &err);
+        for (int i = 0; !st && i < n; i++) {
+            cJSON *f = fv_api_face_json(&faces[i].face);
+            cJSON_AddItemToObject(f, "embedding", embedding_json(faces[i].embedding, dim));
+            cJSON_AddItemToArray(faces_json, f);
+        }
+        fv_face_embeddings_free(faces, n);
+    } else {
+        struct fv_face *faces = NULL;
+        st = fv_pipeline_detect(env->worker, img, policy, &faces, &n, &err);
+        if (st == FV_ERR_NO_FACE)
+            st = FV_OK, n = 0; /* detection finding nothing is an answer, not an error */
+        for (int i = 0; !st && i < n; i++)
+            cJSON_AddItemToArray(faces_json, fv_api_face_json(&faces[i]));
+        free(faces);
+    }
+    fv_image_free(img);
+    if (st) {
+        cJSON_Delete(o);
+        *status = pipeline_error(st, &err, field, scratch);
+        return NULL;
+    }
+    fv_metrics_faces(env->metrics, n);
+    return o;
+}
+
+static void embed_or_detect(const struct fv_handler_env *env, const struct fv_request *req,
+                            struct fv_reply *r, int with_embeddings)
+{
+    double t_start = now_ms();
+    struct input in;
+    struct image_list images = {0};
+    if (input_parse(req, &in, r))
+        return;
+    enum fv_face_policy policy;
+    if (input_policy(&in, with_embeddings ? env->config->policy : FV_FACE_ALL, 1, &policy, r) ||
+        input_images(env, &in, &images, r))
+        goto done;
+    cJSON *root = cJSON_CreateObject();
+    add_model_fields(env, root);
+    if (with_embeddings) {
+        cJSON_AddNumberToObject(root, "dim", fv_pipeline_dim(env->pipeline));
+        cJSON_AddBoolToObject(root, "pca", fv_pipeline_has_projection(env->pipeline));
+    }
+    cJSON_AddStringToObject(root, "policy", fv_face_policy_name(policy));
+    if (!images.batch) {
+        int status;
+        cJSON *o = one_image(env, &images.blobs[0], "image", policy, with_embeddings, &status, r);
+        if (!o) {
+            cJSON_Delete(root);
+            goto done;
+        }
+        /* Move the single result's fields up: {model, ..., width, height, faces}. */
+        while (o->child) {
+            cJSON *item = cJSON_DetachItemViaPointer(o, o->child);
+            cJSON_AddItemToObject(root, item->string, item);
+        }
+        cJSON_Delete(o);
+    } else {
+        cJSON *results = cJSON_AddArrayToObject(root, "results");
+        for (int i = 0; i < images.n; i++) {
+            char field[32];
+            snprintf(field, sizeof field, "images[%d]", i);
+            struct fv_reply scratch = {0};
+            int status;
+            cJSON *o = one_image(env, &images.blobs[i], field, policy, with_embeddings, &status,
+                                 &scratch);
+            if (!o) {
+                /* The error object the single-image request would have returned. */
+                o = scratch.body ? cJSON_Parse(scratch.body) : NULL;
+                if (o)
+                    cJSON_AddNumberToObject(cJSON_GetObjectItem(o, "error"), "status", status);
+            }
+            fv_reply_clear(&scratch);
+            cJSON_AddItemToArray(results, o ? o : cJSON_CreateNull());
+        }
+    }
+    cJSON *t = cJSON_AddObjectToObject(root, "timings_ms");
+    cJSON_AddNumberToObject(t, "total", round_to(now_ms() - t_start, 10));
+    fv_reply_json(r, 200, root);
+done:
+    image_list_free(&images);
+    input_free(&in);
+}
+
+void fv_handle_embed(const struct fv_handler_env *env, const struct fv_request *req,
+                     struct fv_reply *r)
+{
+    embed_or_detect(env, req, r, 1);
+}
+
+void fv_handle_detect(const struct fv_handler_env *env, const struct fv_request *req,
+                      struct fv_reply *r)
+{
+    embed_or_detect(env, req, r, 0);
+}
+
+/* ---- GET routes ---- */
+
+void fv_handle_models(const struct fv_handler_env *env, const struct fv_request *req,
+                      struct fv_reply *r)
+{
+    (void)req;
+    const struct fv_model_meta *meta = fv_pipeline_model_meta(env->pipeline);
+    float threshold = isnan(env->config->threshold) ? fv_pipeline_threshold(env->pipeline)
+                                                    : env->config->threshold;
+    cJSON *root = cJSON_CreateObject();
+    cJSON *models = cJSON_AddArrayToObject(root, "models");
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddItemToArray(models, m);
+    cJSON_AddStringToObject(m, "name", meta->name);
+    cJSON *input = cJSON_AddObjectToObject(m, "input");
+    cJSON_AddNumberToObject(input, "height", meta->input_h);
+    cJSON_AddNumberToObject(input, "width", meta->input_w);
+    cJSON_AddNumberToObject(input, "channels", meta->input_c);
+    cJSON_AddNumberToObject(m, "embedding_dim", fv_pipeline_dim(env->pipeline));
+    cJSON_AddNumberToObject(m, "raw_embedding_dim", fv_pipeline_raw_dim(env->pipeline));
+    cJSON_AddNumberToObject(m, "threshold", round_to(threshold, 1e6));
+    cJSON_AddBoolToObject(m, "pca", fv_pipeline_has_projection(env->pipeline));
+    cJSON_AddStringToObject(m, "detector", "mtcnn");
+    fv_reply_json(r, 200, root);
+}
+
+void fv_handle_healthz(const struct fv_handler_env *env, const struct fv_request *req,
+                       struct fv_reply *r)
+{
+    (void)env;
+    (void)req;
+    static const char ok[] = "{\"status\":\"ok\"}";
+    fv_reply_text(r, 200, "application/json", ok, sizeof ok - 1);
+}
+
+void fv_handle_readyz(const struct fv_handler_env *env, const struct fv_request *req,
+                      struct fv_reply *r)
+{
+    (void)req;
+    if (!env->pipeline) {
+        fv_reply_error(r, 503, "not_ready", NULL, "the pipeline is not loaded");
+        return;
+    }
+    static const char ok[] = "{\"status\":\"ready\"}";
+    fv_reply_text(r, 200, "application/json", ok, sizeof ok - 1);
+}
+
+void fv_handle_metrics(const struct fv_handler_env *env, const struct fv_request *req,
+                       struct fv_reply *r)
+{
+    (void)req;
+    size_t size;
+    char *text = fv_metrics_render(env->metrics, &size);
+    if (!text) {
+        fv_reply_error(r, 500, "internal", NULL, "out of memory");
+        return;
+    }
+    fv_reply_clear(r);
+    r->status = 200;
+    r->body = text;
+    r->size = size;
+    r->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}
+
+void fv_handle_openapi(const struct fv_handler_env *env, const struct fv_request *req,
+                       struct fv_reply *r)
+{
+    (void)env;
+    (void)req;
+    fv_reply_text(r, 200, "application/json", fv_openapi_json, strlen(fv_openapi_json));
+}

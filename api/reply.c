@@ -1,0 +1,132 @@
+/* reply.c - JSON replies and the shared error shape. */
+#include "api/reply.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void fv_reply_clear(struct fv_reply *r)
+{
+    if (!r)
+        return;
+    free(r->body);
+    memset(r, 0, sizeof *r);
+}
+
+static void set_body(struct fv_reply *r, int status, char *body, size_t size,
+                     const char *content_type)
+{
+    free(r->body);
+    r->status = status;
+    r->body = body;
+    r->size = size;
+    r->content_type = content_type;
+}
+
+int fv_reply_json(struct fv_reply *r, int status, cJSON *root)
+{
+    char *s = root ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    if (!s) {
+        /* Nothing left to allocate with: a static body, no copy. */
+        static const char oom[] =
+            "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+        char *copy = malloc(sizeof oom);
+        if (copy)
+            memcpy(copy, oom, sizeof oom);
+        set_body(r, 500, copy, copy ? sizeof oom - 1 : 0, "application/json");
+        return 500;
+    }
+    set_body(r, status, s, strlen(s), "application/json");
+    return status;
+}
+
+int fv_reply_error(struct fv_reply *r, int status, const char *code, const char *field,
+                   const char *fmt, ...)
+{
+    char message[FV_ERROR_MESSAGE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof message, fmt, ap);
+    va_end(ap);
+    cJSON *root = cJSON_CreateObject();
+    cJSON *e = cJSON_AddObjectToObject(root, "error");
+    if (!e || !cJSON_AddStringToObject(e, "code", code) ||
+        !cJSON_AddStringToObject(e, "message", message) ||
+        (field && !cJSON_AddStringToObject(e, "field", field))) {
+        cJSON_Delete(root);
+        root = NULL;
+    }
+    return fv_reply_json(r, status, root);
+}
+
+int fv_reply_text(struct fv_reply *r, int status, const char *content_type, const char *text,
+                  size_t size)
+{
+    char *copy = malloc(size + 1);
+    if (!copy)
+        return fv_reply_json(r, 500, NULL);
+    memcpy(copy, text, size);
+    copy[size] = 0;
+    set_body(r, status, copy, size, content_type);
+    return status;
+}
+
+int fv_reply_status_of(enum fv_status st, const char **code)
+{
+    switch (st) {
+    case FV_ERR_FORMAT:
+        *code = "bad_image";
+        return 400;
+    case FV_ERR_UNSUPPORTED:
+        *code = "unsupported_image";
+        return 415;
+    case FV_ERR_TOO_LARGE:
+        *code = "image_too_large";
+        return 413;
+    case FV_ERR_NO_FACE:
+        *code = "no_face";
+        return 422;
+    case FV_ERR_INVALID_ARG:
+        *code = "invalid_value";
+        return 422;
+    default:
+        *code = "internal";
+        return 500;
+    }
+}
+
+cJSON *fv_api_face_json(const struct fv_face *f)
+{
+    static const char *const names[FV_LANDMARKS] = {"left_eye", "right_eye", "nose",
+                                                    "mouth_left", "mouth_right"};
+    cJSON *o = cJSON_CreateObject();
+    cJSON *box = cJSON_AddArrayToObject(o, "box");
+    if (!box)
+        goto fail;
+    for (int k = 0; k < 4; k++)
+        if (!cJSON_AddItemToArray(box, cJSON_CreateNumber(round((double)f->box[k] * 10) / 10)))
+            goto fail;
+    if (!cJSON_AddNumberToObject(o, "score", round((double)f->score * 10000) / 10000))
+        goto fail;
+    cJSON *lm = cJSON_AddObjectToObject(o, "landmarks");
+    if (!lm)
+        goto fail;
+    for (int k = 0; k < FV_LANDMARKS; k++) {
+        cJSON *p = cJSON_CreateArray();
+        if (!cJSON_AddItemToObject(lm, names[k], p)) {
+            cJSON_Delete(p);
+            goto fail;
+        }
+        if (!cJSON_AddItemToArray(p, cJSON_CreateNumber(round((double)f->landmarks[k][0] * 100) / 100)) ||
+            !cJSON_AddItemToArray(p, cJSON_CreateNumber(round((double)f->landmarks[k][1] * 100) / 100)))
+            goto fail;
+    }
+    return o;
+fail:
+    cJSON_Delete(o);
+    return NULL;
+}

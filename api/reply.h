@@ -1,0 +1,59 @@
+/* reply.h - HTTP replies built by the route handlers: JSON bodies and the one
+ * error shape every route uses.
+ *
+ *   struct fv_reply r = {0};
+ *   if (!image)
+ *       return fv_reply_error(&r, 400, "missing_field", "image1", "image1 is required");
+ *   cJSON *root = cJSON_CreateObject();
+ *   ...
+ *   fv_reply_json(&r, 200, root);            // takes root
+ *   ...
+ *   fv_reply_clear(&r);
+ *
+ * Error bodies look like
+ *   {"error": {"code": "no_face", "message": "no face found in image2", "field": "image2"}}
+ * with "field" left out when no single input is at fault.
+ */
+#ifndef FV_REPLY_H
+#define FV_REPLY_H
+
+#include <stddef.h>
+
+#include "model/status.h"
+#include "pipeline/detect.h"
+
+struct cJSON;
+
+struct fv_reply {
+    int status;               /* HTTP status */
+    char *body;               /* malloc'd, owned by the reply */
+    size_t size;
+    const char *content_type; /* static string */
+    char allow[64];           /* Allow header for 405, "" otherwise */
+};
+
+/* Frees the body and zeroes the reply; NULL is fine. */
+void fv_reply_clear(struct fv_reply *r);
+
+/* Serialises root (deleted here, NULL means out of memory) as the body.
+ * Returns status, or 500 if serialising failed. */
+int fv_reply_json(struct fv_reply *r, int status, struct cJSON *root);
+
+/* Replaces the reply with the error shape. field may be NULL. Returns status. */
+int fv_reply_error(struct fv_reply *r, int status, const char *code, const char *field,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* A body that is not JSON (metrics text, SVG): copies size bytes. */
+int fv_reply_text(struct fv_reply *r, int status, const char *content_type, const char *text,
+                  size_t size);
+
+/* The HTTP status and error code that a library failure on client input maps
+ * to: FORMAT 400 "bad_image", UNSUPPORTED 415, TOO_LARGE 413, NO_FACE 422,
+ * INVALID_ARG 422, NOMEM and the rest 500. */
+int fv_reply_status_of(enum fv_status st, const char **code);
+
+/* {"box": [x1, y1, x2, y2], "score": s, "landmarks": {"left_eye": [x, y], ...}}:
+ * the same shape `facever detect --json` prints. NULL when out of memory. */
+struct cJSON *fv_api_face_json(const struct fv_face *face);
+
+#endif

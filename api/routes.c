@@ -1,0 +1,53 @@
+/* routes.c - the route table and route matching. */
+#include "api/routes.h"
+
+#include <stdio.h>
+#include <string.h>
+
+const struct fv_route fv_routes[] = {
+    {"POST", "/v1/verify", 0, FV_ROUTE_BODY | FV_ROUTE_WORKER, fv_handle_verify},
+    {"POST", "/v1/embed", 0, FV_ROUTE_BODY | FV_ROUTE_WORKER, fv_handle_embed},
+    {"POST", "/v1/detect", 0, FV_ROUTE_BODY | FV_ROUTE_WORKER, fv_handle_detect},
+    {"GET", "/v1/models", 0, 0, fv_handle_models},
+    {"GET", "/healthz", 0, FV_ROUTE_OPEN, fv_handle_healthz},
+    {"GET", "/readyz", 0, FV_ROUTE_OPEN, fv_handle_readyz},
+    {"GET", "/metrics", 0, FV_ROUTE_OPEN, fv_handle_metrics},
+    {"GET", "/openapi.json", 0, FV_ROUTE_OPEN, fv_handle_openapi},
+};
+const int fv_route_count = (int)(sizeof fv_routes / sizeof fv_routes[0]);
+
+static int path_matches(const struct fv_route *r, const char *path)
+{
+    if (!r->prefix)
+        return strcmp(r->path, path) == 0;
+    const char *brace = strchr(r->path, '{');
+    size_t n = brace ? (size_t)(brace - r->path) : strlen(r->path);
+    return strncmp(r->path, path, n) == 0 && path[n] != 0;
+}
+
+int fv_route_find(const char *method, const char *path, int *status, char *allow,
+                  size_t allow_size)
+{
+    int known_path = 0;
+    size_t used = 0;
+    allow[0] = 0;
+    for (int i = 0; i < fv_route_count; i++) {
+        const struct fv_route *r = &fv_routes[i];
+        if (!path_matches(r, path))
+            continue;
+        known_path = 1;
+        if (strcmp(r->method, method) == 0 ||
+            (strcmp(method, "HEAD") == 0 && strcmp(r->method, "GET") == 0))
+            return i;
+        int n = snprintf(allow + used, allow_size - used, "%s%s", used ? ", " : "", r->method);
+        if (n > 0 && (size_t)n < allow_size - used)
+            used += (size_t)n;
+        if (strcmp(r->method, "GET") == 0) {
+            n = snprintf(allow + used, allow_size - used, ", HEAD");
+            if (n > 0 && (size_t)n < allow_size - used)
+                used += (size_t)n;
+        }
+    }
+    *status = known_path ? 405 : 404;
+    return -1;
+}

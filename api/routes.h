@@ -1,0 +1,86 @@
+/* routes.h - the route table and the handler interface (internal to api/).
+ *
+ * server.c matches a request against fv_routes[], checks method, auth,
+ * Content-Type and body size, then calls the route's handler: directly on the
+ * connection's thread for cheap routes, or on a pipeline worker thread (with
+ * env->worker set) for routes marked FV_ROUTE_WORKER. Adding a route is one
+ * row here plus its handler; e.g. evaluations would be
+ *   {"POST", "/v1/evaluations", 0, FV_ROUTE_BODY | FV_ROUTE_WORKER, fv_handle_evaluation_new},
+ *   {"GET", "/v1/evaluations/{id}", 1, 0, fv_handle_evaluation_get},   // prefix match
+ * and a path in openapi.c.
+ */
+#ifndef FV_ROUTES_H
+#define FV_ROUTES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api/metrics.h"
+#include "api/reply.h"
+#include "api/server.h"
+
+struct fv_pipeline;
+struct fv_pipeline_worker;
+
+/* What a handler may use. worker is NULL for routes that do not run the pipeline. */
+struct fv_handler_env {
+    const struct fv_server_config *config;
+    struct fv_pipeline *pipeline;
+    struct fv_pipeline_worker *worker;
+    struct fv_metrics *metrics;
+};
+
+struct fv_request {
+    const char *method;
+    const char *path;         /* without the query string */
+    const char *content_type; /* "" when absent */
+    const uint8_t *body;
+    size_t body_size;
+};
+
+typedef void (*fv_route_handler)(const struct fv_handler_env *env, const struct fv_request *req,
+                                 struct fv_reply *reply);
+
+enum fv_route_flags {
+    FV_ROUTE_BODY = 1,   /* takes a JSON or multipart body */
+    FV_ROUTE_WORKER = 2, /* runs on a pipeline worker (queued, may get 429) */
+    FV_ROUTE_OPEN = 4,   /* no API key needed */
+};
+
+struct fv_route {
+    const char *method;
+    const char *path; /* also the metrics label; with prefix, "{...}" marks the variable tail */
+    int prefix;       /* match paths that start with path up to its '{' */
+    int flags;
+    fv_route_handler handler;
+};
+
+extern const struct fv_route fv_routes[];
+extern const int fv_route_count;
+
+/* Finds the route for method and path: returns its index, or -1 with *status
+ * 404 (no such path) or 405 (path known, method not; allow gets the methods). */
+int fv_route_find(const char *method, const char *path, int *status, char *allow,
+                  size_t allow_size);
+
+/* The OpenAPI 3.0 document (static). */
+extern const char fv_openapi_json[];
+
+void fv_handle_verify(const struct fv_handler_env *env, const struct fv_request *req,
+                      struct fv_reply *reply);
+void fv_handle_embed(const struct fv_handler_env *env, const struct fv_request *req,
+                     struct fv_reply *reply);
+void fv_handle_detect(const struct fv_handler_env *env, const struct fv_request *req,
+                      struct fv_reply *reply);
+void fv_handle_models(const struct fv_handler_env *env, const struct fv_request *req,
+                      struct fv_reply *reply);
+void fv_handle_healthz(const struct fv_handler_env *env, const struct fv_request *req,
+                       struct fv_reply *reply);
+void fv_handle_readyz(const struct fv_handler_env *env, const struct fv_request *req,
+                      struct fv_reply *reply);
+void fv_handle_metrics(const struct fv_handler_env *env, const struct fv_request *req,
+                       struct fv_reply *reply);
+void fv_handle_openapi(const struct fv_handler_env *env, const struct fv_request *req,
+                       struct fv_reply *reply);
+
+#endif
