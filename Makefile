@@ -87,6 +87,9 @@ run: $(FACEVER) models/.stamp
 	./$(FACEVER) serve
 
 clean:
-	rm -rf build build-asan facever
+	rm -rf build build-asan build-fuzz facever
+
+# Further targets (fuzzing, load tests, experiments) live in mk/*.mk.
+include $(sort $(wildcard mk/*.mk))
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
