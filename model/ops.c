@@ -200,17 +200,61 @@ static inline __attribute__((always_inline)) void depthwise_pixel8(const struct 
     STORE8(out + k0, acc);
 }
 
+/* Four horizontally adjacent output pixels whose windows lie inside the image
+ * columns, channels [k0, k0 + 8): each filter tap is loaded once for all four. */
+static inline __attribute__((always_inline)) void depthwise_quad8(const struct fv_conv_shape *s,
+                                                                  const float *img,
+                                                                  const float *filter,
+                                                                  const float *bias, int oy,
+                                                                  int ox, int k0, float *out)
+{
+    const int c = s->in_c;
+    const size_t step = (size_t)s->stride_w * c;
+    v8f a0 = bias ? LOAD8(bias + k0) : SPLAT8(0.0f), a1 = a0, a2 = a0, a3 = a0;
+    for (int ky = 0; ky < s->kernel_h; ky++) {
+        int iy = oy * s->stride_h - s->pad_top + ky;
+        if (iy < 0 || iy >= s->in_h)
+            continue;
+        const float *row = img + ((size_t)iy * s->in_w + (ox * s->stride_w - s->pad_left)) * c + k0;
+        const float *w = filter + (size_t)ky * s->kernel_w * c + k0;
+        for (int kx = 0; kx < s->kernel_w; kx++, row += c, w += c) {
+            v8f wv = LOAD8(w);
+            a0 += LOAD8(row) * wv;
+            a1 += LOAD8(row + step) * wv;
+            a2 += LOAD8(row + 2 * step) * wv;
+            a3 += LOAD8(row + 3 * step) * wv;
+        }
+    }
+    STORE8(out + k0, a0);
+    STORE8(out + c + k0, a1);
+    STORE8(out + 2 * c + k0, a2);
+    STORE8(out + 3 * c + k0, a3);
+}
+
 FV_HOT void fv_ops_depthwise_conv2d(const struct fv_conv_shape *s, const float *input,
                                     const float *filter, const float *bias,
                                     enum fv_activation act, float *output)
 {
     const int c = s->in_c, c8 = c & ~7;
+    /* Output columns whose whole window is inside the input columns. */
+    int ox_lo = (s->pad_left + s->stride_w - 1) / s->stride_w;
+    int ox_hi = (s->in_w - s->kernel_w + s->pad_left) / s->stride_w + 1;
+    if (ox_hi > s->out_w)
+        ox_hi = s->out_w;
+    if (ox_lo > ox_hi)
+        ox_lo = ox_hi;
     for (int b = 0; b < s->n; b++) {
         const float *img = input + (size_t)b * s->in_h * s->in_w * c;
         float *out_img = output + (size_t)b * s->out_h * s->out_w * c;
         for (int oy = 0; oy < s->out_h; oy++) {
             for (int ox = 0; ox < s->out_w; ox++) {
                 float *out = out_img + ((size_t)oy * s->out_w + ox) * c;
+                if (c8 == c && ox >= ox_lo && ox + 4 <= ox_hi) {
+                    for (int k0 = 0; k0 < c8; k0 += 8)
+                        depthwise_quad8(s, img, filter, bias, oy, ox, k0, out);
+                    ox += 3;
+                    continue;
+                }
                 for (int k0 = 0; k0 < c8; k0 += 8)
                     depthwise_pixel8(s, img, filter, bias, oy, ox, k0, out);
                 for (int k = c8; k < c; k++) {
