@@ -47,8 +47,6 @@ enum fv_status fv_cli_pipeline_open(struct fv_cli_pipeline *o, struct fv_pipelin
 /* Installs a fitted PCA (whitening folded in) as the pipeline's projection. */
 enum fv_status fv_cli_install_pca(struct fv_pipeline *pipe, const struct fv_pca *pca,
                                   struct fv_error *err);
-/* {"box": [...], "score": s, "landmarks": {...}} */
-struct cJSON *fv_cli_face_json(const struct fv_face *face);
 /* Prints and deletes root. */
 void fv_cli_print_json(struct cJSON *root);
 

@@ -129,25 +129,6 @@ enum fv_status fv_cli_install_pca(struct fv_pipeline *pipe, const struct fv_pca 
     return st;
 }
 
-cJSON *fv_cli_face_json(const struct fv_face *f)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON *box = cJSON_AddArrayToObject(o, "box");
-    for (int k = 0; k < 4; k++)
-        cJSON_AddItemToArray(box, cJSON_CreateNumber(roundf(f->box[k] * 10) / 10));
-    cJSON_AddNumberToObject(o, "score", roundf(f->score * 10000) / 10000);
-    cJSON *lm = cJSON_AddObjectToObject(o, "landmarks");
-    static const char *const names[5] = {"left_eye", "right_eye", "nose", "mouth_left",
-                                         "mouth_right"};
-    for (int k = 0; k < 5; k++) {
-        cJSON *p = cJSON_CreateArray();
-        cJSON_AddItemToArray(p, cJSON_CreateNumber(roundf(f->landmarks[k][0] * 100) / 100));
-        cJSON_AddItemToArray(p, cJSON_CreateNumber(roundf(f->landmarks[k][1] * 100) / 100));
-        cJSON_AddItemToObject(lm, names[k], p);
-    }
-    return o;
-}
-
 void fv_cli_print_json(cJSON *root)
 {
     char *s = cJSON_Print(root);

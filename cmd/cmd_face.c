@@ -1,11 +1,13 @@
 /* cmd_face.c - `facever detect`, `align`, `embed` and `verify`. */
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "api/reply.h"
 #include "cmd/cli.h"
 #include "pipeline/align.h"
 
@@ -118,7 +120,7 @@ int fv_cmd_detect(int argc, char **argv)
         cJSON_AddNumberToObject(root, "height", img->height);
         cJSON *arr = cJSON_AddArrayToObject(root, "faces");
         for (int i = 0; i < n; i++)
-            cJSON_AddItemToArray(arr, fv_cli_face_json(&faces[i]));
+            cJSON_AddItemToArray(arr, fv_api_face_json(&faces[i]));
         cJSON_AddNumberToObject(root, "detect_ms", round((t2 - t1) * 10) / 10);
         fv_cli_print_json(root);
     } else {
@@ -302,7 +304,7 @@ int fv_cmd_embed(int argc, char **argv)
             }
             for (int f = 0; f < n; f++) {
                 if (arr) {
-                    cJSON *fo = fv_cli_face_json(&faces[f].face);
+                    cJSON *fo = fv_api_face_json(&faces[f].face);
                     cJSON *v = cJSON_AddArrayToObject(fo, "embedding");
                     for (int k = 0; k < dim; k++)
                         cJSON_AddItemToArray(v, cJSON_CreateNumber(faces[f].embedding[k]));
@@ -346,6 +348,33 @@ done:
 
 /* ---- verify ---- */
 
+/* One side of a verification, run on its own thread with its own worker so the
+ * two images are processed on two cores at once. */
+struct verify_side {
+    struct fv_pipeline_worker *worker;
+    const struct fv_cli_pipeline *options;
+    const char *path;
+    struct fv_image *img;
+    struct fv_face_embedding *faces;
+    int n;
+    enum fv_status status;
+    struct fv_error err;
+};
+
+static void *verify_side_run(void *arg)
+{
+    struct verify_side *v = arg;
+    v->status = fv_image_load(v->path, &v->options->params.limits, &v->img, &v->err);
+    if (v->status == FV_OK)
+        v->status = fv_pipeline_process(v->worker, v->img, v->options->policy, &v->faces, &v->n,
+                                        &v->err);
+    if (v->status == FV_ERR_NO_FACE)
+        fv_error_set(&v->err, v->status, "%s: no face found", v->path);
+    else if (v->status && !strstr(v->err.message, v->path))
+        fv_error_prefix(&v->err, "%s: ", v->path);
+    return NULL;
+}
+
 static const char verify_usage[] =
     "usage: facever verify IMAGE_A IMAGE_B [--threshold T] [--json] [options]\n\n"
     "Compares the faces in two images (the largest face of each, or see --policy).\n"
@@ -369,27 +398,32 @@ int fv_cmd_verify(int argc, char **argv)
         o.policy = FV_FACE_LARGEST;
     struct fv_error err = {0};
     struct fv_pipeline *pipe = NULL;
-    struct fv_pipeline_worker *w = NULL;
-    struct fv_image *img[2] = {NULL, NULL};
-    struct fv_face_embedding *faces[2] = {NULL, NULL};
-    int n[2] = {0, 0};
+    struct verify_side side[2];
+    memset(side, 0, sizeof side);
     rc = 2;
-    if (fv_cli_pipeline_open(&o, &pipe, &err) || fv_pipeline_worker_new(pipe, &w, &err))
+    if (fv_cli_pipeline_open(&o, &pipe, &err) ||
+        fv_pipeline_worker_new(pipe, &side[0].worker, &err) ||
+        fv_pipeline_worker_new(pipe, &side[1].worker, &err))
         goto done;
     double t0 = now_ms();
+    pthread_t second;
     for (int i = 0; i < 2; i++) {
-        enum fv_status st = fv_image_load(pos[i], &o.params.limits, &img[i], &err);
-        if (st == FV_OK)
-            st = fv_pipeline_process(w, img[i], o.policy, &faces[i], &n[i], &err);
-        if (st) {
-            if (st == FV_ERR_NO_FACE)
-                fv_error_set(&err, st, "%s: no face found", pos[i]);
-            else if (!strstr(err.message, pos[i]))
-                fv_error_prefix(&err, "%s: ", pos[i]);
+        side[i].options = &o;
+        side[i].path = pos[i];
+    }
+    int threaded = pthread_create(&second, NULL, verify_side_run, &side[1]) == 0;
+    verify_side_run(&side[0]);
+    if (threaded)
+        pthread_join(second, NULL);
+    else
+        verify_side_run(&side[1]);
+    for (int i = 0; i < 2; i++)
+        if (side[i].status) {
+            err = side[i].err;
             goto done;
         }
-    }
     double t1 = now_ms();
+    struct fv_face_embedding *faces[2] = {side[0].faces, side[1].faces};
     float threshold = isnan(o.threshold) ? fv_pipeline_threshold(pipe) : o.threshold;
     float score = fv_cosine(faces[0][0].embedding, faces[1][0].embedding, fv_pipeline_dim(pipe));
     int match = score >= threshold;
@@ -400,7 +434,7 @@ int fv_cmd_verify(int argc, char **argv)
         cJSON_AddNumberToObject(root, "threshold", round(threshold * 1e6) / 1e6);
         cJSON_AddStringToObject(root, "model", fv_pipeline_model_meta(pipe)->name);
         for (int i = 0; i < 2; i++) {
-            cJSON *fo = fv_cli_face_json(&faces[i][0].face);
+            cJSON *fo = fv_api_face_json(&faces[i][0].face);
             cJSON_AddStringToObject(fo, "image", pos[i]);
             cJSON_AddItemToObject(root, i == 0 ? "face1" : "face2", fo);
         }
@@ -419,10 +453,10 @@ done:
     if (rc == 2)
         fv_cli_fail("verify", &err);
     for (int i = 0; i < 2; i++) {
-        fv_face_embeddings_free(faces[i], n[i]);
-        fv_image_free(img[i]);
+        fv_face_embeddings_free(side[i].faces, side[i].n);
+        fv_image_free(side[i].img);
+        fv_pipeline_worker_free(side[i].worker);
     }
-    fv_pipeline_worker_free(w);
     fv_pipeline_free(pipe);
     return rc;
 }
