@@ -1,5 +1,6 @@
 /* test_pipeline.c - alignment, NMS, detection on real photos, verification. */
 #include <cjson/cJSON.h>
+#include <cblas.h>
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -312,6 +313,7 @@ Test(verify, lfw_dev_detection_rate, .timeout = 600)
     const char *list = "../shared/lfw-dev/mtcnn-landmarks.txt";
     if (access(list, R_OK) != 0 || !have_models())
         cr_skip_test("../shared/lfw-dev is absent: skipping the LFW detection-rate check");
+    openblas_set_num_threads(1); /* as facever does: parallelism comes from workers */
     FILE *f = fopen(list, "r");
     struct fv_error err = {0};
     struct fv_pipeline *pipe = open_pipeline();
