@@ -15,6 +15,7 @@ struct fv_model {
     struct fv_graph *graph;
     int *alias;      /* tensor -> tensor whose memory it shares (itself unless a reshape) */
     int *keep;       /* 1 for graph outputs: never overwritten during a run */
+    char *fuse_prelu; /* node i is a conv/FC whose bias is added by the PReLU at i + 1 */
 };
 
 struct fv_context {
@@ -62,6 +63,22 @@ enum fv_status fv_model_from_graph(struct fv_graph *graph, struct fv_model **out
     }
     for (int i = 0; i < fv_graph_output_count(graph); i++)
         m->keep[m->alias[fv_graph_output(graph, i)]] = 1;
+    int nn = fv_graph_node_count(graph);
+    if (!(m->fuse_prelu = calloc((size_t)nn + 1, 1))) {
+        st = fv_error_set(err, FV_ERR_NOMEM, "out of memory creating model");
+        goto fail;
+    }
+    for (int i = 0; i + 1 < nn; i++) {
+        const struct fv_node *n = fv_graph_node(graph, i), *next = fv_graph_node(graph, i + 1);
+        int readers = 0;
+        for (int j = 0; j < nn; j++)
+            for (int k = 0; k < fv_graph_node(graph, j)->n_inputs; k++)
+                readers += fv_graph_node(graph, j)->inputs[k] == n->output;
+        m->fuse_prelu[i] = (n->op == FV_OP_CONV2D || n->op == FV_OP_FULLY_CONNECTED) &&
+                           n->activation == FV_ACT_NONE && n->blobs[1] >= 0 &&
+                           next->op == FV_OP_PRELU && next->inputs[0] == n->output &&
+                           readers == 1 && !m->keep[m->alias[n->output]];
+    }
     m->graph = graph;
     *out = m;
     return FV_OK;
@@ -69,6 +86,7 @@ fail:
     if (m) {
         free(m->alias);
         free(m->keep);
+        free(m->fuse_prelu);
         free(m);
     }
     fv_graph_free(graph);
@@ -106,6 +124,7 @@ void fv_model_free(struct fv_model *m)
     fv_graph_free(m->graph);
     free(m->alias);
     free(m->keep);
+    free(m->fuse_prelu);
     free(m);
 }
 
@@ -403,6 +422,21 @@ enum fv_status fv_context_run(struct fv_context *ctx, const float *input, int ba
         struct fv_conv_shape s = fv_conv_shape_make(batch, in[0], in[1], in[2], n->kernel_h,
                                                     n->kernel_w, n->stride_h, n->stride_w,
                                                     n->padding, os[2]);
+        if (m->fuse_prelu[i]) {
+            /* conv/FC without its bias, then bias + PReLU in one pass into the
+             * PReLU's output; the PReLU node is consumed here. */
+            const struct fv_node *pr = fv_graph_node(g, i + 1);
+            if (n->op == FV_OP_CONV2D)
+                fv_ops_conv2d(&s, x, blob_data(g, n->blobs[0]), NULL, FV_ACT_NONE, ctx->scratch, y);
+            else
+                fv_ops_fully_connected(batch, in[0] * in[1] * in[2], os[2], x,
+                                       blob_data(g, n->blobs[0]), NULL, FV_ACT_NONE, y);
+            fv_ops_bias_prelu(pixels, os[2], y, blob_data(g, n->blobs[1]),
+                              blob_data(g, pr->blobs[0]), (int)fv_graph_blob(g, pr->blobs[0])->count,
+                              tensor_out(ctx, pr->output));
+            i++;
+            continue;
+        }
         switch (n->op) {
         case FV_OP_CONV2D:
             fv_ops_conv2d(&s, x, blob_data(g, n->blobs[0]), blob_data(g, n->blobs[1]),

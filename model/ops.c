@@ -352,6 +352,26 @@ FV_HOT void fv_ops_prelu(size_t pixels, int c, const float *input, const float *
     }
 }
 
+FV_HOT void fv_ops_bias_prelu(size_t pixels, int c, const float *input, const float *bias,
+                              const float *slopes, int n_slopes, float *output)
+{
+    const int c8 = c & ~7;
+    const v8f zero = SPLAT8(0.0f);
+    for (size_t p = 0; p < pixels; p++) {
+        const float *x = input + p * c;
+        float *y = output + p * c;
+        for (int k = 0; k < c8; k += 8) {
+            v8f v = LOAD8(x + k) + LOAD8(bias + k);
+            v8f a = n_slopes == 1 ? SPLAT8(slopes[0]) : LOAD8(slopes + k);
+            STORE8(y + k, MAX8(v, zero) + a * MIN8(v, zero));
+        }
+        for (int k = c8; k < c; k++) {
+            float v = x[k] + bias[k], a = n_slopes == 1 ? slopes[0] : slopes[k];
+            y[k] = v > 0.0f ? v : a * v;
+        }
+    }
+}
+
 FV_HOT static void binary_op(int is_mul, size_t count, int c, const float *a, const float *b,
                              size_t b_count, float *out)
 {

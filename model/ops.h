@@ -46,6 +46,10 @@ void fv_ops_fully_connected(int n, int in, int out, const float *input, const fl
 /* slopes: c values, or one shared value when n_slopes == 1. */
 void fv_ops_prelu(size_t pixels, int c, const float *input, const float *slopes, int n_slopes,
                   float *output);
+/* output = prelu(input + bias): a convolution's bias and the PReLU after it in one
+ * pass over memory. bias has c values; slopes c values or one (n_slopes == 1). */
+void fv_ops_bias_prelu(size_t pixels, int c, const float *input, const float *bias,
+                       const float *slopes, int n_slopes, float *output);
 void fv_ops_activation(size_t count, enum fv_activation act, float *data);
 /* output = a (+|×) b elementwise, b either `count` values or broadcast over the
  * last axis (b_count == c) or a scalar (b_count == 1). */
