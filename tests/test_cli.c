@@ -1,0 +1,238 @@
+/* test_cli.c - the facever command line, run as a user runs it. */
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "model/model_file.h"
+#include "pipeline/pipeline.h"
+
+static const char *facever(void)
+{
+    const char *f = getenv("FACEVER");
+    return f && *f ? f : "./facever";
+}
+
+/* Runs `facever ARGS`, capturing stdout (and stderr into *err_out when given). */
+static int run(const char *args, char **out, char **err_out)
+{
+    char cmd[4096], errfile[] = "/tmp/facever-cli-XXXXXX";
+    int fd = mkstemp(errfile);
+    close(fd);
+    snprintf(cmd, sizeof cmd, "%s %s 2>%s", facever(), args, errfile);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    size_t got;
+    while ((got = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += got;
+        if (cap - len < 1024)
+            buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = '\0';
+    int status = pclose(p);
+    if (out)
+        *out = buf;
+    else
+        free(buf);
+    if (err_out) {
+        uint8_t *e;
+        size_t n;
+        fv_read_file(errfile, 1 << 20, &e, &n, NULL);
+        *err_out = realloc(e, n + 1);
+        (*err_out)[n] = '\0';
+    }
+    unlink(errfile);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static int ready(void)
+{
+    return access(facever(), X_OK) == 0 && access("models/mobilefacenet.fvm", R_OK) == 0 &&
+           access("tests/data/sample1.jpg", R_OK) == 0;
+}
+
+static char dir[] = "/tmp/facever-cli-test-XXXXXX";
+
+/* face0.jpg, face0-small.jpg (60%, re-encoded), face1.jpg: crops of sample1.jpg. */
+static void make_faces(void)
+{
+    cr_assert_not_null(mkdtemp(dir));
+    struct fv_error err = {0};
+    struct fv_pipeline_params p;
+    struct fv_pipeline *pipe;
+    struct fv_pipeline_worker *w;
+    fv_pipeline_default_params(&p);
+    cr_assert_eq(fv_pipeline_new("models", "models/mobilefacenet.fvm", &p, &pipe, &err), FV_OK);
+    cr_assert_eq(fv_pipeline_worker_new(pipe, &w, &err), FV_OK);
+    struct fv_image *img;
+    struct fv_face *faces;
+    int n;
+    cr_assert_eq(fv_image_load("tests/data/sample1.jpg", NULL, &img, &err), FV_OK);
+    cr_assert_eq(fv_pipeline_detect(w, img, FV_FACE_ALL, &faces, &n, &err), FV_OK);
+    cr_assert_geq(n, 2);
+    for (int i = 0; i < 2; i++) {
+        float bw = faces[i].box[2] - faces[i].box[0], bh = faces[i].box[3] - faces[i].box[1];
+        struct fv_image *cut = fv_image_crop(img, (int)(faces[i].box[0] - bw / 2),
+                                             (int)(faces[i].box[1] - bh / 2), (int)(2 * bw), (int)(2 * bh));
+        char path[256];
+        snprintf(path, sizeof path, "%s/face%d.jpg", dir, i);
+        cr_assert_eq(fv_image_save(cut, path, &err), FV_OK);
+        if (i == 0) {
+            struct fv_image *small;
+            cr_assert_eq(fv_image_resize(cut, cut->width * 6 / 10, cut->height * 6 / 10, &small, &err), FV_OK);
+            snprintf(path, sizeof path, "%s/face0-small.jpg", dir);
+            cr_assert_eq(fv_image_save(small, path, &err), FV_OK);
+            fv_image_free(small);
+        }
+        fv_image_free(cut);
+    }
+    free(faces);
+    fv_image_free(img);
+    fv_pipeline_worker_free(w);
+    fv_pipeline_free(pipe);
+}
+
+static void remove_faces(void)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        cr_log_warn("could not remove %s", dir);
+}
+
+TestSuite(cli, .timeout = 120);
+
+Test(cli, every_command_has_help)
+{
+    if (access(facever(), X_OK) != 0)
+        cr_skip_test("%s not built", facever());
+    const char *cmds[] = {"verify", "detect", "align", "embed", "eval", "pca", "import-tflite",
+                          "model-info", "serve"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        char args[64], *out;
+        snprintf(args, sizeof args, "%s --help", cmds[i]);
+        cr_expect_eq(run(args, &out, NULL), 0, "%s --help failed", cmds[i]);
+        cr_expect(strstr(out, "usage") != NULL, "%s --help printed no usage", cmds[i]);
+        free(out);
+    }
+    char *err;
+    cr_expect_eq(run("frobnicate", NULL, &err), 2);
+    cr_expect(strstr(err, "unknown command 'frobnicate'") != NULL, "%s", err);
+    free(err);
+}
+
+Test(cli, verify_exit_status_like_cmp)
+{
+    if (!ready())
+        cr_skip_test("facever, models/ or tests/data/ missing");
+    make_faces();
+    char args[1024], *out, *err;
+    snprintf(args, sizeof args, "verify %s/face0.jpg %s/face0-small.jpg --json", dir, dir);
+    cr_expect_eq(run(args, &out, &err), 0, "same face not matched: %s %s", out, err);
+    cJSON *j = cJSON_Parse(out);
+    cr_assert_not_null(j, "not JSON: %s", out);
+    cr_expect(cJSON_IsTrue(cJSON_GetObjectItem(j, "match")));
+    cr_expect_gt(cJSON_GetObjectItem(j, "score")->valuedouble, 0.8);
+    cr_expect_float_eq(cJSON_GetObjectItem(j, "threshold")->valuedouble, 0.42, 1e-6);
+    cr_expect_not_null(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "face1"), "landmarks"));
+    cJSON_Delete(j);
+    free(out);
+    free(err);
+
+    snprintf(args, sizeof args, "verify %s/face0.jpg %s/face1.jpg", dir, dir);
+    cr_expect_eq(run(args, &out, NULL), 1, "different people matched: %s", out);
+    cr_expect(strstr(out, "different people") != NULL, "%s", out);
+    free(out);
+    /* A threshold below any cosine turns the same pair into a match. */
+    snprintf(args, sizeof args, "verify %s/face0.jpg %s/face1.jpg --threshold -1", dir, dir);
+    cr_expect_eq(run(args, NULL, NULL), 0);
+
+    snprintf(args, sizeof args, "verify %s/face0.jpg %s/missing.jpg", dir, dir);
+    cr_expect_eq(run(args, NULL, &err), 2);
+    cr_expect(strstr(err, "missing.jpg") != NULL, "%s", err);
+    free(err);
+    snprintf(args, sizeof args, "verify %s/face0.jpg README.md", dir);
+    cr_expect_eq(run(args, NULL, &err), 2);
+    cr_expect(strstr(err, "README.md: unsupported image format") != NULL, "%s", err);
+    free(err);
+    snprintf(args, sizeof args, "verify %s/face0.jpg %s/face1.jpg --threshold 7", dir, dir);
+    cr_expect_eq(run(args, NULL, &err), 2);
+    free(err);
+    remove_faces();
+}
+
+Test(cli, detect_draw_align_embed)
+{
+    if (!ready())
+        cr_skip_test("facever, models/ or tests/data/ missing");
+    make_faces();
+    char args[1024], *out;
+    cr_expect_eq(run("detect tests/data/sample4.jpg --min-face 40 --json", &out, NULL), 0);
+    cJSON *j = cJSON_Parse(out);
+    cr_assert_not_null(j);
+    cr_expect_eq(cJSON_GetArraySize(cJSON_GetObjectItem(j, "faces")), 4);
+    cr_expect_eq(cJSON_GetObjectItem(j, "width")->valueint, 1920);
+    cJSON_Delete(j);
+    free(out);
+
+    snprintf(args, sizeof args, "detect tests/data/sample1.jpg --draw %s/drawn.png", dir);
+    cr_expect_eq(run(args, &out, NULL), 0);
+    cr_expect(strstr(out, "3 faces") != NULL, "%s", out);
+    free(out);
+    struct fv_image *img;
+    char path[512];
+    snprintf(path, sizeof path, "%s/drawn.png", dir);
+    cr_assert_eq(fv_image_load(path, NULL, &img, NULL), FV_OK);
+    cr_expect_eq(img->width, 1920);
+    fv_image_free(img);
+
+    snprintf(args, sizeof args, "align %s/face0.jpg --out %s/crop.png", dir, dir);
+    cr_expect_eq(run(args, NULL, NULL), 0);
+    snprintf(path, sizeof path, "%s/crop.png", dir);
+    cr_assert_eq(fv_image_load(path, NULL, &img, NULL), FV_OK);
+    cr_expect_eq(img->width, 112);
+    cr_expect_eq(img->height, 112);
+    fv_image_free(img);
+
+    snprintf(args, sizeof args, "embed %s/face0.jpg %s/face1.jpg --json", dir, dir);
+    cr_expect_eq(run(args, &out, NULL), 0);
+    j = cJSON_Parse(out);
+    cr_assert_not_null(j);
+    cr_expect_eq(cJSON_GetObjectItem(j, "dim")->valueint, 384);
+    cJSON *images = cJSON_GetObjectItem(j, "images");
+    cr_expect_eq(cJSON_GetArraySize(images), 2);
+    cJSON *emb = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetArrayItem(images, 0), "faces"), 0), "embedding");
+    cr_expect_eq(cJSON_GetArraySize(emb), 384);
+    cJSON_Delete(j);
+    free(out);
+    cr_expect_eq(run("embed tests/data/sample4.jpg --all-faces", &out, NULL), 0);
+    int lines = 0;
+    for (char *p = out; *p; p++)
+        lines += *p == '\n';
+    cr_expect_geq(lines, 4, "--all-faces printed %d lines", lines);
+    free(out);
+    remove_faces();
+}
+
+Test(cli, import_and_model_info_errors)
+{
+    if (access(facever(), X_OK) != 0)
+        cr_skip_test("%s not built", facever());
+    char *err, *out;
+    cr_expect_eq(run("import-tflite README.md /tmp/x.fvm", NULL, &err), 2);
+    cr_expect(strstr(err, "README.md") != NULL, "%s", err);
+    free(err);
+    cr_expect_eq(run("model-info README.md", NULL, &err), 2);
+    cr_expect(strstr(err, "bad magic") != NULL, "%s", err);
+    free(err);
+    if (access("models/mobilefacenet.fvm", R_OK) == 0) {
+        cr_expect_eq(run("model-info models/mobilefacenet.fvm", &out, NULL), 0);
+        cr_expect(strstr(out, "embedding   embeddings") != NULL, "%s", out);
+        free(out);
+    }
+}
