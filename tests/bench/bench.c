@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "model/model.h"
 #include "model/model_file.h"
@@ -238,6 +239,13 @@ int main(void)
     uint8_t *photo;
     if (fv_read_file("tests/data/sample1.jpg", 1 << 26, &photo, &photo_size, &err))
         die(&err);
+    /* A real LFW image when the development subset is beside the checkout. */
+    uint8_t *lfw = NULL;
+    size_t lfw_size = 0;
+    if (fv_read_file("../shared/lfw-dev/images/Aaron_Sorkin/Aaron_Sorkin_0001.jpg", 1 << 20, &lfw,
+                     &lfw_size, NULL) == FV_OK)
+        bench_image(w, pipe, lfw, lfw_size, "LFW Aaron_Sorkin_0001");
+    free(lfw);
     bench_image(w, pipe, a, size1, "250x250 face (JPEG)");
     bench_image(w, pipe, photo, photo_size, "sample1.jpg");
 
