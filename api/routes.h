@@ -4,8 +4,7 @@
  * Content-Type and body size, then calls the route's handler: directly on the
  * connection's thread for cheap routes, or on a pipeline worker thread (with
  * env->worker set) for routes marked FV_ROUTE_WORKER. Adding a route is one
- * row here plus its handler; e.g. evaluations would be
- *   {"POST", "/v1/evaluations", 0, FV_ROUTE_BODY | FV_ROUTE_WORKER, fv_handle_evaluation_new},
+ * row here plus its handler, e.g.
  *   {"GET", "/v1/evaluations/{id}", 1, 0, fv_handle_evaluation_get},   // prefix match
  * and a path in openapi.c.
  */
@@ -21,6 +20,7 @@
 
 struct fv_pipeline;
 struct fv_pipeline_worker;
+struct fv_evaluations;
 
 /* What a handler may use. worker is NULL for routes that do not run the pipeline. */
 struct fv_handler_env {
@@ -28,6 +28,7 @@ struct fv_handler_env {
     struct fv_pipeline *pipeline;
     struct fv_pipeline_worker *worker;
     struct fv_metrics *metrics;
+    struct fv_evaluations *evaluations; /* the evaluation jobs (evaluations.h) */
 };
 
 struct fv_request {
@@ -80,6 +81,12 @@ void fv_handle_readyz(const struct fv_handler_env *env, const struct fv_request 
                       struct fv_reply *reply);
 void fv_handle_metrics(const struct fv_handler_env *env, const struct fv_request *req,
                        struct fv_reply *reply);
+/* POST /v1/evaluations; GET /v1/evaluations/{id} and /v1/evaluations/{id}/roc.svg
+ * (evaluations.c). */
+void fv_handle_evaluation_new(const struct fv_handler_env *env, const struct fv_request *req,
+                              struct fv_reply *reply);
+void fv_handle_evaluation_get(const struct fv_handler_env *env, const struct fv_request *req,
+                              struct fv_reply *reply);
 void fv_handle_openapi(const struct fv_handler_env *env, const struct fv_request *req,
                        struct fv_reply *reply);
 

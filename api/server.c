@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "api/auth.h"
+#include "api/evaluations.h"
 #include "api/routes.h"
 
 #define PATH_MAX_LEN 512
@@ -37,6 +38,7 @@ struct request {
     size_t size, cap;
     struct fv_reply reply;
     int status;        /* what was sent, for the log and metrics */
+    int counted;       /* metrics already updated (when the answer was queued) */
     size_t sent_bytes;
 };
 
@@ -53,6 +55,7 @@ struct fv_server {
     int port;
     struct fv_metrics *metrics;
     const char **route_labels;
+    struct fv_evaluations *evaluations;
 
     pthread_mutex_t lock; /* guards everything below */
     pthread_cond_t work_ready, idle;
@@ -87,6 +90,10 @@ void fv_server_default_config(struct fv_server_config *c)
     c->shutdown_timeout_s = 30;
     c->threshold = NAN;
     c->policy = FV_FACE_LARGEST;
+    c->eval_threads = 1;
+    c->eval_queue = 4;
+    c->eval_keep = 16;
+    c->eval_max_pairs = 200;
     c->access_log = stderr;
 }
 
@@ -116,6 +123,13 @@ static enum MHD_Result send_reply(struct request *rq)
         rq->answered = 1;
         rq->status = r->status;
         rq->sent_bytes = r->size;
+        /* Count the request as soon as its answer is queued: a client that reads the
+         * answer and then asks /metrics must see it counted. */
+        struct fv_server *s = rq->server;
+        if (rq->route >= 0)
+            fv_metrics_request(s->metrics, rq->route, rq->status, (now_ms() - rq->start_ms) / 1e3);
+        fv_metrics_in_flight(s->metrics, -1);
+        rq->counted = 1;
     }
     return ok;
 }
@@ -167,9 +181,11 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
         fflush(s->config.access_log);
         pthread_mutex_unlock(&s->log_lock);
     }
-    if (rq->answered || rq->route >= 0)
-        fv_metrics_request(s->metrics, rq->route, rq->answered ? rq->status : 0, ms / 1e3);
-    fv_metrics_in_flight(s->metrics, -1);
+    if (!rq->counted) {
+        if (rq->route >= 0)
+            fv_metrics_request(s->metrics, rq->route, 0, ms / 1e3);
+        fv_metrics_in_flight(s->metrics, -1);
+    }
     fv_reply_clear(&rq->reply);
     free(rq->body);
     free(rq);
@@ -205,7 +221,8 @@ static int content_type_ok(const char *ct)
 static void run_handler(struct fv_server *s, struct request *rq,
                         struct fv_pipeline_worker *worker)
 {
-    struct fv_handler_env env = {&s->config, s->config.pipeline, worker, s->metrics};
+    struct fv_handler_env env = {&s->config, s->config.pipeline, worker, s->metrics,
+                                 s->evaluations};
     struct fv_request req = {rq->method, rq->path, rq->content_type, rq->body, rq->size};
     fv_routes[rq->route].handler(&env, &req, &rq->reply);
 }
@@ -421,6 +438,7 @@ static void free_server(struct fv_server *s)
 {
     if (!s)
         return;
+    fv_evaluations_free(s->evaluations);
     for (int i = 0; i < s->n_workers; i++)
         fv_pipeline_worker_free(s->workers[i].pipeline_worker);
     free(s->workers);
@@ -455,6 +473,12 @@ static enum fv_status check_config(const struct fv_server_config *c, struct fv_e
         return fv_error_set(err, FV_ERR_INVALID_ARG, "connection limit and timeout must be positive");
     if (!isnan(c->threshold) && !(c->threshold >= -1 && c->threshold <= 1))
         return fv_error_set(err, FV_ERR_INVALID_ARG, "threshold must be between -1 and 1");
+    if (c->eval_threads < 1 || c->eval_threads > 256 || c->eval_queue < 0 ||
+        c->eval_queue > 1000 || c->eval_keep < 1 || c->eval_keep > 100000 ||
+        c->eval_max_pairs < 2 || c->eval_max_pairs > 100000)
+        return fv_error_set(err, FV_ERR_INVALID_ARG,
+                            "evaluation threads must be 1..256, queue 0..1000, kept jobs "
+                            "1..100000, inline pairs 2..100000");
     if (c->policy == FV_FACE_ALL || (int)c->policy < 0 || c->policy >= FV_FACE_POLICY_COUNT)
         return fv_error_set(err, FV_ERR_INVALID_ARG, "default policy must be largest or center");
     return FV_OK;
@@ -496,6 +520,14 @@ enum fv_status fv_server_start(const struct fv_server_config *config, struct fv_
         if ((st = fv_pipeline_worker_new(config->pipeline, &w->pipeline_worker, err)))
             goto fail;
     }
+    struct fv_evaluations_params ep = fv_evaluations_default_params();
+    ep.data_root = config->data_root;
+    ep.threads = config->eval_threads;
+    ep.max_queued = config->eval_queue;
+    ep.max_finished = config->eval_keep;
+    ep.max_inline_pairs = config->eval_max_pairs;
+    if ((st = fv_evaluations_new(config->pipeline, &ep, &s->evaluations, err)))
+        goto fail;
 
     struct addrinfo hints = {0};
     hints.ai_family = AF_UNSPEC;
@@ -561,6 +593,8 @@ void fv_server_stop(struct fv_server *s)
     MHD_socket listen_fd = MHD_quiesce_daemon(s->daemon);
     if (listen_fd != MHD_INVALID_SOCKET)
         close(listen_fd);
+    /* A running evaluation stops at its next image; the thread is joined in free_server. */
+    fv_evaluations_cancel(s->evaluations);
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
     deadline.tv_sec += s->config.shutdown_timeout_s;

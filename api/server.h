@@ -15,8 +15,10 @@
  * `threads` worker threads, each owning its own fv_pipeline_worker (their
  * connections are suspended meanwhile, so the pool stays responsive). A
  * request that finds every worker busy and the queue full gets 429.
- * Routes: POST /v1/verify, /v1/embed, /v1/detect; GET /v1/models, /healthz,
+ * Routes: POST /v1/verify, /v1/embed, /v1/detect, /v1/evaluations; GET
+ * /v1/evaluations/{id}, /v1/evaluations/{id}/roc.svg, /v1/models, /healthz,
  * /readyz, /metrics, /openapi.json (see openapi.c for the schemas).
+ * Evaluations run as jobs on a thread of their own (see evaluations.h).
  */
 #ifndef FV_SERVER_H
 #define FV_SERVER_H
@@ -43,6 +45,10 @@ struct fv_server_config {
     float threshold;              /* default verification threshold; NAN: the model's */
     enum fv_face_policy policy;   /* default face policy; FV_FACE_LARGEST */
     const char *data_root;        /* folder evaluations may read pairs and images from; NULL */
+    int eval_threads;             /* feature threads of the running evaluation; 1 */
+    int eval_queue;               /* evaluations that may wait behind the running one; 4 */
+    int eval_keep;                /* finished evaluations kept for GET (oldest evicted); 16 */
+    int eval_max_pairs;           /* pairs in one inline evaluation; 200 */
     struct fv_pipeline *pipeline; /* borrowed, required; must outlive the server */
     const struct fv_api_keys *api_keys; /* borrowed; NULL: no authentication */
     FILE *access_log;             /* one line per request; stderr; NULL: none */
