@@ -2,17 +2,14 @@
  *
  * The end-to-end tests start the real binary ($FACEVER, default ./facever) with
  * --port 0, read the port from its "listening on" line and talk HTTP with
- * libcurl. Test images are cut out of tests/data/sample1.jpg with the
- * server's own detector boxes, so nothing outside the repository is needed.
+ * libcurl, all through tests/server_harness.h. Test images are cut out of
+ * tests/data/sample1.jpg with the server's own detector boxes, so nothing
+ * outside the repository is needed.
  */
 #include <criterion/criterion.h>
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -20,15 +17,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "api/auth.h"
 #include "api/base64.h"
 #include "api/multipart.h"
 #include "pipeline/image.h"
+#include "tests/server_harness.h"
 
 /* ---- parsers ---- */
 
@@ -184,257 +180,9 @@ Test(api_auth, keys_file_format_and_check)
     cr_assert_eq(fv_api_keys_parse("# only a comment\n", 17, &keys, &err), FV_ERR_FORMAT);
 }
 
-/* ---- a facever server as a child process ---- */
+/* ---- end to end: servers started with tests/server_harness.h ---- */
 
-struct server {
-    pid_t pid;
-    int port;
-    char log_path[64];
-};
-
-/* Servers this test process started, so that a failed assertion (which ends
- * the test early) does not leave one running: the suite's fini kills them. */
-static struct server *started[4];
-
-static void kill_leftover_servers(void)
-{
-    for (int i = 0; i < 4; i++) {
-        if (started[i] && started[i]->pid > 0) {
-            kill(started[i]->pid, SIGKILL);
-            waitpid(started[i]->pid, NULL, 0);
-            unlink(started[i]->log_path);
-            started[i]->pid = 0;
-        }
-        started[i] = NULL;
-    }
-}
-TestSuite(server, .fini = kill_leftover_servers);
-
-static const char *facever_path(void)
-{
-    const char *f = getenv("FACEVER");
-    return f && *f ? f : "./facever";
-}
-
-static void skip_without_assets(void)
-{
-    struct stat st;
-    if (stat("models/mobilefacenet.fvm", &st) || stat("models/pnet.fvm", &st) ||
-        stat("tests/data/sample1.jpg", &st))
-        cr_skip_test("models/ or tests/data/ missing (make models test-data)");
-    if (stat(facever_path(), &st))
-        cr_skip_test("%s not built", facever_path());
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static char *read_log(const struct server *s)
-{
-    FILE *f = fopen(s->log_path, "rb");
-    if (!f)
-        return strdup("");
-    char *text = calloc(1, 1 << 20);
-    size_t n = fread(text, 1, (1 << 20) - 1, f);
-    text[n] = 0;
-    fclose(f);
-    return text;
-}
-
-/* Starts `facever serve --port 0 --threads 2 EXTRA...` (NULL-terminated). */
-static void server_start(struct server *s, const char *const *extra)
-{
-    skip_without_assets();
-    snprintf(s->log_path, sizeof s->log_path, "/tmp/facever-test-%d-XXXXXX", (int)getpid());
-    int fd = mkstemp(s->log_path);
-    cr_assert(fd >= 0);
-    const char *argv[40] = {facever_path(), "serve", "--port", "0", "--threads", "2"};
-    int argc = 6;
-    for (int i = 0; extra && extra[i]; i++)
-        argv[argc++] = extra[i];
-    argv[argc] = NULL;
-    s->pid = fork();
-    cr_assert(s->pid >= 0);
-    if (s->pid == 0) {
-        dup2(fd, 2);
-        int null = open("/dev/null", O_RDWR);
-        dup2(null, 0);
-        dup2(null, 1);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    close(fd);
-    for (int i = 0; i < 4; i++)
-        if (!started[i] || started[i] == s || started[i]->pid <= 0) {
-            started[i] = s;
-            break;
-        }
-    s->port = 0;
-    double deadline = now_s() + 30;
-    while (now_s() < deadline) {
-        char *log = read_log(s);
-        const char *line = strstr(log, "listening on http://");
-        const char *nl = line ? strchr(line, '\n') : NULL;
-        if (nl) {
-            const char *colon = nl;
-            while (colon > line && *colon != ':')
-                colon--;
-            s->port = atoi(colon + 1);
-            free(log);
-            break;
-        }
-        free(log);
-        int status;
-        if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
-            char *text = read_log(s);
-            cr_assert_fail("facever serve exited before listening: %s", text);
-        }
-        usleep(20000);
-    }
-    cr_assert_gt(s->port, 0, "no 'listening on' line from facever serve");
-}
-
-/* SIGTERM and wait; returns the exit status (-1 when it did not exit cleanly in time). */
-static int server_stop(struct server *s)
-{
-    if (s->pid <= 0)
-        return -1;
-    kill(s->pid, SIGTERM);
-    double deadline = now_s() + 20;
-    int status = 0;
-    while (now_s() < deadline) {
-        pid_t r = waitpid(s->pid, &status, WNOHANG);
-        if (r == s->pid) {
-            s->pid = 0;
-            unlink(s->log_path);
-            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        }
-        usleep(10000);
-    }
-    kill(s->pid, SIGKILL);
-    waitpid(s->pid, &status, 0);
-    s->pid = 0;
-    return -1;
-}
-
-/* ---- HTTP ---- */
-
-struct resp {
-    long status;
-    char *body;
-    size_t size;
-    char allow[128];
-    char content_type[128];
-    double seconds;
-    cJSON *json;
-};
-
-static size_t on_body(char *data, size_t size, size_t n, void *user)
-{
-    struct resp *r = user;
-    char *b = realloc(r->body, r->size + size * n + 1);
-    if (!b)
-        return 0;
-    memcpy(b + r->size, data, size * n);
-    r->body = b;
-    r->size += size * n;
-    r->body[r->size] = 0;
-    return size * n;
-}
-
-static size_t on_header(char *data, size_t size, size_t n, void *user)
-{
-    struct resp *r = user;
-    size_t len = size * n, end = len;
-    while (end > 0 && (data[end - 1] == '\r' || data[end - 1] == '\n'))
-        end--;
-    if (end > 7 && strncasecmp(data, "Allow: ", 7) == 0)
-        snprintf(r->allow, sizeof r->allow, "%.*s", (int)(end - 7), data + 7);
-    if (end > 14 && strncasecmp(data, "Content-Type: ", 14) == 0)
-        snprintf(r->content_type, sizeof r->content_type, "%.*s", (int)(end - 14), data + 14);
-    return len;
-}
-
-static void resp_free(struct resp *r)
-{
-    free(r->body);
-    cJSON_Delete(r->json);
-    memset(r, 0, sizeof *r);
-}
-
-/* One request. content_type NULL: no body (GET). headers: extra, NULL-terminated. */
-static struct resp http(const struct server *s, const char *method, const char *path,
-                        const char *content_type, const void *body, size_t size,
-                        const char *const *headers)
-{
-    struct resp r = {0};
-    CURL *c = curl_easy_init();
-    char url[256], ct[256];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", s->port, path);
-    struct curl_slist *h = curl_slist_append(NULL, "Expect:");
-    if (content_type) {
-        snprintf(ct, sizeof ct, "Content-Type: %s", content_type);
-        h = curl_slist_append(h, ct);
-    }
-    for (int i = 0; headers && headers[i]; i++)
-        h = curl_slist_append(h, headers[i]);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    if (body) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)size);
-    }
-    double t0 = now_s();
-    CURLcode rc = curl_easy_perform(c);
-    r.seconds = now_s() - t0;
-    if (rc == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    if (r.body)
-        r.json = cJSON_Parse(r.body);
-    return r;
-}
-
-static struct resp get(const struct server *s, const char *path)
-{
-    return http(s, "GET", path, NULL, NULL, 0, NULL);
-}
-
-static struct resp post_json(const struct server *s, const char *path, cJSON *root)
-{
-    char *text = cJSON_PrintUnformatted(root);
-    struct resp r = http(s, "POST", path, "application/json", text, strlen(text), NULL);
-    free(text);
-    return r;
-}
-
-/* Asserts the error shape and returns the code. */
-static const char *error_code(const struct resp *r, long status, const char *field)
-{
-    cr_assert_eq(r->status, status, "expected %ld, got %ld: %s", status, r->status,
-                 r->body ? r->body : "(no body)");
-    const cJSON *e = cJSON_GetObjectItem(r->json, "error");
-    cr_assert(cJSON_IsObject(e), "no error object in %s", r->body);
-    cr_assert(cJSON_IsString(cJSON_GetObjectItem(e, "code")));
-    cr_assert(cJSON_IsString(cJSON_GetObjectItem(e, "message")));
-    const cJSON *f = cJSON_GetObjectItem(e, "field");
-    if (field)
-        cr_assert(cJSON_IsString(f) && strcmp(f->valuestring, field) == 0,
-                  "expected field %s in %s", field, r->body);
-    return cJSON_GetObjectItem(e, "code")->valuestring;
-}
+TestSuite(server, .fini = harness_kill_servers);
 
 /* ---- multipart bodies ---- */
 
@@ -464,75 +212,15 @@ static struct resp post_form(const struct server *s, const char *path, struct fo
     f->data = realloc(f->data, f->size + strlen(end));
     memcpy(f->data + f->size, end, strlen(end));
     f->size += strlen(end);
-    struct resp r = http(s, "POST", path, "multipart/form-data; boundary=\"fvTestBoundary\"",
-                         f->data, f->size, NULL);
+    struct resp r = harness_http(s, "POST", path,
+                                 "multipart/form-data; boundary=\"fvTestBoundary\"", f->data,
+                                 f->size, NULL);
     free(f->data);
     memset(f, 0, sizeof *f);
     return r;
 }
 
 /* ---- test images ---- */
-
-struct bytes {
-    uint8_t *data;
-    size_t size;
-};
-
-static struct bytes read_file(const char *path)
-{
-    struct bytes b = {0};
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    b.size = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    b.data = malloc(b.size);
-    cr_assert_eq(fread(b.data, 1, b.size, f), b.size);
-    fclose(f);
-    return b;
-}
-
-static char *base64(const struct bytes *b)
-{
-    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *out = malloc(b->size / 3 * 4 + 5), *o = out;
-    size_t i = 0;
-    for (; i + 2 < b->size; i += 3) {
-        uint32_t v = (uint32_t)b->data[i] << 16 | (uint32_t)b->data[i + 1] << 8 | b->data[i + 2];
-        *o++ = a[v >> 18];
-        *o++ = a[v >> 12 & 63];
-        *o++ = a[v >> 6 & 63];
-        *o++ = a[v & 63];
-    }
-    if (i < b->size) {
-        uint32_t v = (uint32_t)b->data[i] << 16 | (i + 1 < b->size ? (uint32_t)b->data[i + 1] << 8 : 0);
-        *o++ = a[v >> 18];
-        *o++ = a[v >> 12 & 63];
-        *o++ = i + 1 < b->size ? a[v >> 6 & 63] : '=';
-        *o++ = '=';
-    }
-    *o = 0;
-    return out;
-}
-
-/* The face box (x1, y1, x2, y2) grown by half its size each side, cropped out
- * of img, scaled by scale and encoded as JPEG at quality. */
-static struct bytes face_crop(const struct fv_image *img, const float box[4], float scale,
-                              int quality)
-{
-    float w = box[2] - box[0], h = box[3] - box[1];
-    int x = (int)(box[0] - w / 2), y = (int)(box[1] - h / 2);
-    struct fv_image *crop = fv_image_crop(img, x, y, (int)(w * 2), (int)(h * 2)), *scaled = NULL;
-    cr_assert_not_null(crop);
-    struct fv_error err = {0};
-    cr_assert_eq(fv_image_resize(crop, (int)(crop->width * scale), (int)(crop->height * scale),
-                                 &scaled, &err), FV_OK);
-    struct bytes b = {0};
-    cr_assert_eq(fv_image_encode_jpeg(scaled, quality, &b.data, &b.size, &err), FV_OK);
-    fv_image_free(crop);
-    fv_image_free(scaled);
-    return b;
-}
 
 /* Faces of sample1.jpg as the server's /v1/detect sees them. */
 struct samples {
@@ -547,7 +235,7 @@ struct samples {
 
 static void samples_load(const struct server *s, struct samples *t)
 {
-    t->photo = read_file("tests/data/sample1.jpg");
+    t->photo = harness_read_file("tests/data/sample1.jpg");
     struct form f = {0};
     form_add(&f, "image", t->photo.data, t->photo.size, 1);
     struct resp r = post_form(s, "/v1/detect", &f);
@@ -564,13 +252,13 @@ static void samples_load(const struct server *s, struct samples *t)
             boxes[i][k] = (float)cJSON_GetArrayItem(box, k)->valuedouble;
     }
     memcpy(t->box_a, boxes[0], sizeof t->box_a);
-    resp_free(&r);
+    harness_resp_free(&r);
     struct fv_image *img = NULL;
     struct fv_error err = {0};
     cr_assert_eq(fv_image_decode(t->photo.data, t->photo.size, NULL, &img, &err), FV_OK);
-    t->face_a = face_crop(img, boxes[0], 1.0f, 95);
-    t->face_a2 = face_crop(img, boxes[0], 0.7f, 70);
-    t->face_b = face_crop(img, boxes[1], 1.0f, 95);
+    t->face_a = harness_face_crop(img, boxes[0], 1.0f, 95);
+    t->face_a2 = harness_face_crop(img, boxes[0], 0.7f, 70);
+    t->face_b = harness_face_crop(img, boxes[1], 1.0f, 95);
     fv_image_free(img);
     struct fv_image *grey = fv_image_new(160, 160);
     memset(grey->rgb, 128, (size_t)160 * 160 * 3);
@@ -590,7 +278,7 @@ static void samples_free(struct samples *t)
 static cJSON *verify_body(const struct bytes *a, const struct bytes *b)
 {
     cJSON *root = cJSON_CreateObject();
-    char *s1 = base64(a), *s2 = base64(b);
+    char *s1 = harness_base64(a), *s2 = harness_base64(b);
     cJSON_AddStringToObject(root, "image1", s1);
     /* image2 as a data URI, which clients built on browsers send */
     char *uri = malloc(strlen(s2) + 32);
@@ -641,18 +329,18 @@ static long metric_value(const char *text, const char *name)
 Test(server, endpoints_happy_paths, .timeout = 60)
 {
     struct server s;
-    server_start(&s, NULL);
+    harness_server_start(&s, "tests/data/sample1.jpg", NULL);
     struct samples t = {0};
     samples_load(&s, &t);
 
-    struct resp r = get(&s, "/healthz");
+    struct resp r = harness_get(&s, "/healthz");
     cr_assert_eq(r.status, 200);
     cr_assert_str_eq(cJSON_GetObjectItem(r.json, "status")->valuestring, "ok");
-    resp_free(&r);
-    r = get(&s, "/readyz");
+    harness_resp_free(&r);
+    r = harness_get(&s, "/readyz");
     cr_assert_eq(r.status, 200);
-    resp_free(&r);
-    r = get(&s, "/v1/models");
+    harness_resp_free(&r);
+    r = harness_get(&s, "/v1/models");
     cr_assert_eq(r.status, 200);
     const cJSON *model = cJSON_GetArrayItem(cJSON_GetObjectItem(r.json, "models"), 0);
     cr_assert_str_eq(cJSON_GetObjectItem(model, "name")->valuestring, "mobilefacenet");
@@ -661,12 +349,12 @@ Test(server, endpoints_happy_paths, .timeout = 60)
     cr_assert_eq(number(cJSON_GetObjectItem(model, "input"), "width"), 112);
     double model_threshold = number(model, "threshold");
     cr_assert_not(boolean(model, "pca"));
-    resp_free(&r);
+    harness_resp_free(&r);
 
     /* same face, rescaled and re-encoded: a match (JSON, data URI on image2) */
     cJSON *body = verify_body(&t.face_a, &t.face_a2);
     cJSON_AddTrueToObject(body, "return_embeddings");
-    r = post_json(&s, "/v1/verify", body);
+    r = harness_post_json(&s, "/v1/verify", body);
     cJSON_Delete(body);
     cr_assert_eq(r.status, 200, "%s", r.body);
     cr_assert(boolean(r.json, "match"), "%s", r.body);
@@ -683,7 +371,7 @@ Test(server, endpoints_happy_paths, .timeout = 60)
     cr_assert_gt(number(timings, "total"), 0);
     cJSON *embedding1 = cJSON_DetachItemFromObject(r.json, "embedding1");
     cr_assert_eq(cJSON_GetArraySize(embedding1), dim);
-    resp_free(&r);
+    harness_resp_free(&r);
 
     /* two different people: no match (multipart, explicit threshold and policy) */
     struct form f = {0};
@@ -695,11 +383,11 @@ Test(server, endpoints_happy_paths, .timeout = 60)
     cr_assert_eq(r.status, 200, "%s", r.body);
     cr_assert_not(boolean(r.json, "match"), "%s", r.body);
     cr_assert_lt(number(r.json, "score"), 0.42);
-    resp_free(&r);
+    harness_resp_free(&r);
 
     /* a face against the group photo: every face scored, the right one is face2 */
     body = verify_body(&t.face_a2, &t.photo);
-    r = post_json(&s, "/v1/verify", body);
+    r = harness_post_json(&s, "/v1/verify", body);
     cJSON_Delete(body);
     cr_assert_eq(r.status, 200, "%s", r.body);
     cr_assert(boolean(r.json, "match"));
@@ -717,24 +405,24 @@ Test(server, endpoints_happy_paths, .timeout = 60)
     const cJSON *box2 = cJSON_GetObjectItem(cJSON_GetObjectItem(r.json, "face2"), "box");
     cr_assert_float_eq(cJSON_GetArrayItem(box2, 0)->valuedouble, t.box_a[0], 2.0);
     cr_assert_float_eq(cJSON_GetArrayItem(box2, 1)->valuedouble, t.box_a[1], 2.0);
-    resp_free(&r);
+    harness_resp_free(&r);
 
     /* an embedding instead of image1 */
     body = verify_body(&t.face_b, &t.face_a2);
     cJSON_DeleteItemFromObject(body, "image1");
     cJSON_AddItemToObject(body, "embedding1", embedding1);
-    r = post_json(&s, "/v1/verify", body);
+    r = harness_post_json(&s, "/v1/verify", body);
     cJSON_Delete(body);
     cr_assert_eq(r.status, 200, "%s", r.body);
     cr_assert(boolean(r.json, "match"));
     cr_assert_null(cJSON_GetObjectItem(r.json, "face1"));
-    resp_free(&r);
+    harness_resp_free(&r);
 
     /* embed: one image (JSON) */
     body = cJSON_CreateObject();
-    char *b64 = base64(&t.face_b);
+    char *b64 = harness_base64(&t.face_b);
     cJSON_AddStringToObject(body, "image", b64);
-    r = post_json(&s, "/v1/embed", body);
+    r = harness_post_json(&s, "/v1/embed", body);
     cJSON_Delete(body);
     cr_assert_eq(r.status, 200, "%s", r.body);
     cr_assert_eq(number(r.json, "dim"), dim);
@@ -747,7 +435,7 @@ Test(server, endpoints_happy_paths, .timeout = 60)
     const cJSON *x;
     cJSON_ArrayForEach(x, emb) norm += x->valuedouble * x->valuedouble;
     cr_assert_float_eq(norm, 1.0, 1e-3);
-    resp_free(&r);
+    harness_resp_free(&r);
 
     /* embed: a batch with a bad image in it (per-image error), policy all */
     body = cJSON_CreateObject();
@@ -755,7 +443,7 @@ Test(server, endpoints_happy_paths, .timeout = 60)
     cJSON_AddItemToArray(images, cJSON_CreateString(b64));
     cJSON_AddItemToArray(images, cJSON_CreateString("R0lGODlhAQABAAAAACw="));
     cJSON_AddStringToObject(body, "policy", "all");
-    r = post_json(&s, "/v1/embed", body);
+    r = harness_post_json(&s, "/v1/embed", body);
     cJSON_Delete(body);
     free(b64);
     cr_assert_eq(r.status, 200, "%s", r.body);
@@ -763,7 +451,7 @@ Test(server, endpoints_happy_paths, .timeout = 60)
     cr_assert_eq(cJSON_GetArraySize(results), 2);
     cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(cJSON_GetArrayItem(results, 0), "faces")), 1);
     cr_assert_not_null(cJSON_GetObjectItem(cJSON_GetArrayItem(results, 1), "error"));
-    resp_free(&r);
+    harness_resp_free(&r);
 
     /* embed and detect: multipart */
     f = (struct form){0};
@@ -771,23 +459,23 @@ Test(server, endpoints_happy_paths, .timeout = 60)
     r = post_form(&s, "/v1/embed", &f);
     cr_assert_eq(r.status, 200, "%s", r.body);
     cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r.json, "faces")), 1);
-    resp_free(&r);
+    harness_resp_free(&r);
     f = (struct form){0};
     form_add(&f, "image", t.blank.data, t.blank.size, 1);
     r = post_form(&s, "/v1/detect", &f);
     cr_assert_eq(r.status, 200, "no face is an empty list for detect: %s", r.body);
     cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(r.json, "faces")), 0);
     cr_assert_eq(number(r.json, "width"), 160);
-    resp_free(&r);
+    harness_resp_free(&r);
 
     /* the access log has one line per request */
-    char *log = read_log(&s);
+    char *log = harness_read_log(&s);
     cr_assert_not_null(strstr(log, "POST /v1/verify 200 "), "%s", log);
     cr_assert_not_null(strstr(log, "GET /healthz 200 15 "), "%s", log);
     free(log);
 
     /* metrics reflect what happened */
-    r = get(&s, "/metrics");
+    r = harness_get(&s, "/metrics");
     cr_assert_eq(r.status, 200);
     cr_assert_not_null(strstr(r.content_type, "text/plain"));
     cr_assert_not_null(strstr(r.body, "facever_requests_total{route=\"/v1/verify\",status=\"200\"} 4"),
@@ -797,17 +485,17 @@ Test(server, endpoints_happy_paths, .timeout = 60)
     cr_assert_not_null(strstr(r.body, "facever_in_flight_requests 1"), "the metrics request itself");
     cr_assert_not_null(strstr(r.body, "facever_rejected_total 0"));
     cr_assert_geq(metric_value(r.body, "facever_faces_detected_total"), 2 * t.n_faces + 8);
-    resp_free(&r);
+    harness_resp_free(&r);
 
     samples_free(&t);
-    cr_assert_eq(server_stop(&s), 0);
+    cr_assert_eq(harness_server_stop(&s, 20), 0);
 }
 
 Test(server, openapi_lists_every_route, .timeout = 30)
 {
     struct server s;
-    server_start(&s, NULL);
-    struct resp r = get(&s, "/openapi.json");
+    harness_server_start(&s, "tests/data/sample1.jpg", NULL);
+    struct resp r = harness_get(&s, "/openapi.json");
     cr_assert_eq(r.status, 200);
     cr_assert_not_null(r.json, "not JSON");
     cr_assert_str_eq(cJSON_GetObjectItem(r.json, "openapi")->valuestring, "3.0.3");
@@ -833,8 +521,9 @@ Test(server, openapi_lists_every_route, .timeout = 30)
                      "0123456789abcdef0123456789abcdef", strchr(brace, '}') + 1);
         else
             snprintf(path, sizeof path, "%s", routes[i][1]);
-        struct resp probe = http(&s, routes[i][0][0] == 'p' ? "POST" : "GET", path,
-                                 routes[i][0][0] == 'p' ? "application/json" : NULL, "{}", 2, NULL);
+        struct resp probe =
+            harness_http(&s, routes[i][0][0] == 'p' ? "POST" : "GET", path,
+                         routes[i][0][0] == 'p' ? "application/json" : NULL, "{}", 2, NULL);
         cr_assert(probe.status != 405, "%s answered 405", path);
         if (probe.status == 404) {
             const cJSON *e = cJSON_GetObjectItem(probe.json, "error");
@@ -842,101 +531,102 @@ Test(server, openapi_lists_every_route, .timeout = 30)
             cr_assert(brace && cJSON_IsString(msg) && strncmp(msg->valuestring, "no route", 8) != 0,
                       "%s has no route", path);
         }
-        resp_free(&probe);
+        harness_resp_free(&probe);
     }
     cr_assert_eq(cJSON_GetArraySize(paths), sizeof routes / sizeof routes[0],
                  "documented paths the server does not answer");
     cr_assert_not_null(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(r.json, "components"), "schemas"), "VerifyResponse"));
-    resp_free(&r);
-    cr_assert_eq(server_stop(&s), 0);
+    harness_resp_free(&r);
+    cr_assert_eq(harness_server_stop(&s, 20), 0);
 }
 
 Test(server, every_error_status, .timeout = 60)
 {
     const char *const extra[] = {"--max-body", "2000000", "--max-pixels", "1000000", NULL};
     struct server s;
-    server_start(&s, extra);
+    harness_server_start(&s, "tests/data/sample1.jpg", extra);
     struct samples t = {0};
-    t.photo = read_file("tests/data/sample1.jpg");
+    t.photo = harness_read_file("tests/data/sample1.jpg");
     struct resp r;
 
-    r = http(&s, "POST", "/v1/verify", "application/json", "{\"image1\": ", 11, NULL);
-    cr_assert_str_eq(error_code(&r, 400, NULL), "bad_json");
-    resp_free(&r);
-    r = http(&s, "POST", "/v1/verify", "application/json", "[1,2]", 5, NULL);
-    cr_assert_str_eq(error_code(&r, 400, NULL), "bad_json");
-    resp_free(&r);
+    r = harness_http(&s, "POST", "/v1/verify", "application/json", "{\"image1\": ", 11, NULL);
+    cr_assert_str_eq(harness_error_code(&r, 400, NULL), "bad_json");
+    harness_resp_free(&r);
+    r = harness_http(&s, "POST", "/v1/verify", "application/json", "[1,2]", 5, NULL);
+    cr_assert_str_eq(harness_error_code(&r, 400, NULL), "bad_json");
+    harness_resp_free(&r);
     const char *bad64 = "{\"image1\": \"not base64!\", \"image2\": \"AAAA\"}";
-    r = http(&s, "POST", "/v1/verify", "application/json", bad64, strlen(bad64), NULL);
-    cr_assert_str_eq(error_code(&r, 400, "image1"), "bad_base64");
-    resp_free(&r);
+    r = harness_http(&s, "POST", "/v1/verify", "application/json", bad64, strlen(bad64), NULL);
+    cr_assert_str_eq(harness_error_code(&r, 400, "image1"), "bad_base64");
+    harness_resp_free(&r);
     const char *missing = "{\"image1\": \"AAAA\"}";
-    r = http(&s, "POST", "/v1/verify", "application/json", missing, strlen(missing), NULL);
-    cr_assert_str_eq(error_code(&r, 400, "image2"), "missing_field");
-    resp_free(&r);
+    r = harness_http(&s, "POST", "/v1/verify", "application/json", missing, strlen(missing), NULL);
+    cr_assert_str_eq(harness_error_code(&r, 400, "image2"), "missing_field");
+    harness_resp_free(&r);
     /* a truncated JPEG */
     struct bytes head = {t.photo.data, 3000};
-    char *head64 = base64(&head);
+    char *head64 = harness_base64(&head);
     cJSON *truncated = cJSON_CreateObject();
     cJSON_AddStringToObject(truncated, "image1", head64);
     cJSON_AddStringToObject(truncated, "image2", head64);
     free(head64);
-    r = post_json(&s, "/v1/verify", truncated);
+    r = harness_post_json(&s, "/v1/verify", truncated);
     cJSON_Delete(truncated);
-    cr_assert_str_eq(error_code(&r, 400, "image1"), "bad_image");
-    resp_free(&r);
+    cr_assert_str_eq(harness_error_code(&r, 400, "image1"), "bad_image");
+    harness_resp_free(&r);
     const char *form = "--zz\r\nContent-Disposition: form-data; name=\"image1\"\r\n\r\nabc";
-    r = http(&s, "POST", "/v1/verify", "multipart/form-data; boundary=zz", form, strlen(form), NULL);
-    cr_assert_str_eq(error_code(&r, 400, NULL), "bad_multipart");
-    resp_free(&r);
-    r = http(&s, "POST", "/v1/verify", "multipart/form-data", form, strlen(form), NULL);
-    cr_assert_str_eq(error_code(&r, 400, NULL), "bad_multipart");
-    resp_free(&r);
+    r = harness_http(&s, "POST", "/v1/verify", "multipart/form-data; boundary=zz", form,
+                     strlen(form), NULL);
+    cr_assert_str_eq(harness_error_code(&r, 400, NULL), "bad_multipart");
+    harness_resp_free(&r);
+    r = harness_http(&s, "POST", "/v1/verify", "multipart/form-data", form, strlen(form), NULL);
+    cr_assert_str_eq(harness_error_code(&r, 400, NULL), "bad_multipart");
+    harness_resp_free(&r);
 
-    r = get(&s, "/v2/nothing");
-    cr_assert_str_eq(error_code(&r, 404, NULL), "not_found");
-    resp_free(&r);
-    r = get(&s, "/v1/verify");
-    cr_assert_str_eq(error_code(&r, 405, NULL), "method_not_allowed");
+    r = harness_get(&s, "/v2/nothing");
+    cr_assert_str_eq(harness_error_code(&r, 404, NULL), "not_found");
+    harness_resp_free(&r);
+    r = harness_get(&s, "/v1/verify");
+    cr_assert_str_eq(harness_error_code(&r, 405, NULL), "method_not_allowed");
     cr_assert_str_eq(r.allow, "POST");
-    resp_free(&r);
-    r = http(&s, "POST", "/healthz", "application/json", "{}", 2, NULL);
-    cr_assert_str_eq(error_code(&r, 405, NULL), "method_not_allowed");
+    harness_resp_free(&r);
+    r = harness_http(&s, "POST", "/healthz", "application/json", "{}", 2, NULL);
+    cr_assert_str_eq(harness_error_code(&r, 405, NULL), "method_not_allowed");
     cr_assert_not_null(strstr(r.allow, "GET"));
-    resp_free(&r);
+    harness_resp_free(&r);
 
     /* 413: body over the cap answered before the upload is read */
     size_t big = 20u << 20;
     char *huge = malloc(big);
     memset(huge, 'A', big);
-    r = http(&s, "POST", "/v1/embed", "application/json", huge, big, NULL);
-    cr_assert_str_eq(error_code(&r, 413, NULL), "body_too_large");
+    r = harness_http(&s, "POST", "/v1/embed", "application/json", huge, big, NULL);
+    cr_assert_str_eq(harness_error_code(&r, 413, NULL), "body_too_large");
     cr_assert_lt(r.seconds, 2.0, "413 took %.2f s", r.seconds);
-    resp_free(&r);
+    harness_resp_free(&r);
     /* ... and while streaming when there is no Content-Length */
     const char *chunked[] = {"Transfer-Encoding: chunked", NULL};
-    r = http(&s, "POST", "/v1/embed", "application/json", huge, big, chunked);
-    cr_assert_str_eq(error_code(&r, 413, NULL), "body_too_large");
-    resp_free(&r);
+    r = harness_http(&s, "POST", "/v1/embed", "application/json", huge, big, chunked);
+    cr_assert_str_eq(harness_error_code(&r, 413, NULL), "body_too_large");
+    harness_resp_free(&r);
     free(huge);
     /* 413: image over the pixel cap (sample1 has 2.4 M pixels, the cap is 1 M) */
     struct form f = {0};
     form_add(&f, "image", t.photo.data, t.photo.size, 1);
     r = post_form(&s, "/v1/detect", &f);
-    cr_assert_str_eq(error_code(&r, 413, "image"), "image_too_large");
-    resp_free(&r);
+    cr_assert_str_eq(harness_error_code(&r, 413, "image"), "image_too_large");
+    harness_resp_free(&r);
 
     /* 415: Content-Type and image format */
-    r = http(&s, "POST", "/v1/verify", "text/plain", "hello", 5, NULL);
-    cr_assert_str_eq(error_code(&r, 415, NULL), "unsupported_media_type");
-    resp_free(&r);
-    r = http(&s, "POST", "/v1/verify", NULL, "hello", 5, NULL);
+    r = harness_http(&s, "POST", "/v1/verify", "text/plain", "hello", 5, NULL);
+    cr_assert_str_eq(harness_error_code(&r, 415, NULL), "unsupported_media_type");
+    harness_resp_free(&r);
+    r = harness_http(&s, "POST", "/v1/verify", NULL, "hello", 5, NULL);
     cr_assert_eq(r.status, 415);
-    resp_free(&r);
+    harness_resp_free(&r);
     const char *gif = "{\"image\": \"R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7\"}";
-    r = http(&s, "POST", "/v1/embed", "application/json", gif, strlen(gif), NULL);
-    cr_assert_str_eq(error_code(&r, 415, "image"), "unsupported_image");
-    resp_free(&r);
+    r = harness_http(&s, "POST", "/v1/embed", "application/json", gif, strlen(gif), NULL);
+    cr_assert_str_eq(harness_error_code(&r, 415, "image"), "unsupported_image");
+    harness_resp_free(&r);
 
     /* 422: no face, bad option values, wrong embedding */
     struct fv_image *grey = fv_image_new(120, 120);
@@ -945,45 +635,45 @@ Test(server, every_error_status, .timeout = 60)
     cr_assert_eq(fv_image_encode_jpeg(grey, 90, &t.blank.data, &t.blank.size, &err), FV_OK);
     fv_image_free(grey);
     cJSON *body = verify_body(&t.blank, &t.blank);
-    r = post_json(&s, "/v1/verify", body);
-    cr_assert_str_eq(error_code(&r, 422, "image1"), "no_face");
+    r = harness_post_json(&s, "/v1/verify", body);
+    cr_assert_str_eq(harness_error_code(&r, 422, "image1"), "no_face");
     cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(r.json, "error"), "message")->valuestring,
                      "no face found in image1");
-    resp_free(&r);
+    harness_resp_free(&r);
     cJSON_AddNumberToObject(body, "threshold", 7);
-    r = post_json(&s, "/v1/verify", body);
-    cr_assert_str_eq(error_code(&r, 422, "threshold"), "invalid_value");
-    resp_free(&r);
+    r = harness_post_json(&s, "/v1/verify", body);
+    cr_assert_str_eq(harness_error_code(&r, 422, "threshold"), "invalid_value");
+    harness_resp_free(&r);
     cJSON_DeleteItemFromObject(body, "threshold");
     cJSON_AddStringToObject(body, "policy", "foo");
-    r = post_json(&s, "/v1/verify", body);
-    cr_assert_str_eq(error_code(&r, 422, "policy"), "invalid_value");
-    resp_free(&r);
+    r = harness_post_json(&s, "/v1/verify", body);
+    cr_assert_str_eq(harness_error_code(&r, 422, "policy"), "invalid_value");
+    harness_resp_free(&r);
     cJSON_DeleteItemFromObject(body, "policy");
     cJSON_DeleteItemFromObject(body, "image1");
     double wrong[3] = {0.1, 0.2, 0.3};
     cJSON_AddItemToObject(body, "embedding1", cJSON_CreateDoubleArray(wrong, 3));
-    r = post_json(&s, "/v1/verify", body);
-    cr_assert_str_eq(error_code(&r, 422, "embedding1"), "invalid_value");
-    resp_free(&r);
+    r = harness_post_json(&s, "/v1/verify", body);
+    cr_assert_str_eq(harness_error_code(&r, 422, "embedding1"), "invalid_value");
+    harness_resp_free(&r);
     cJSON_Delete(body);
     body = cJSON_CreateObject();
     cJSON_AddStringToObject(body, "image", "AAAA");
     cJSON_AddStringToObject(body, "policy", "everyone");
-    r = post_json(&s, "/v1/embed", body);
-    cr_assert_str_eq(error_code(&r, 422, "policy"), "invalid_value");
-    resp_free(&r);
+    r = harness_post_json(&s, "/v1/embed", body);
+    cr_assert_str_eq(harness_error_code(&r, 422, "policy"), "invalid_value");
+    harness_resp_free(&r);
     cJSON_Delete(body);
 
     /* after all of that the server still serves */
-    r = get(&s, "/healthz");
+    r = harness_get(&s, "/healthz");
     cr_assert_eq(r.status, 200);
-    resp_free(&r);
-    r = get(&s, "/metrics");
+    harness_resp_free(&r);
+    r = harness_get(&s, "/metrics");
     cr_assert_null(strstr(r.body, "status=\"500\""), "no 500 for bad input: %s", r.body);
-    resp_free(&r);
+    harness_resp_free(&r);
     samples_free(&t);
-    cr_assert_eq(server_stop(&s), 0);
+    cr_assert_eq(harness_server_stop(&s, 20), 0);
 }
 
 Test(server, api_keys, .timeout = 30)
@@ -996,50 +686,50 @@ Test(server, api_keys, .timeout = 30)
     close(fd);
     const char *const extra[] = {"--api-keys", keys_path, NULL};
     struct server s;
-    server_start(&s, extra);
-    struct resp r = get(&s, "/v1/models");
-    cr_assert_str_eq(error_code(&r, 401, NULL), "unauthorized");
-    resp_free(&r);
+    harness_server_start(&s, "tests/data/sample1.jpg", extra);
+    struct resp r = harness_get(&s, "/v1/models");
+    cr_assert_str_eq(harness_error_code(&r, 401, NULL), "unauthorized");
+    harness_resp_free(&r);
     const char *wrong[] = {"X-API-Key: secret-three", NULL};
-    r = http(&s, "GET", "/v1/models", NULL, NULL, 0, wrong);
+    r = harness_http(&s, "GET", "/v1/models", NULL, NULL, 0, wrong);
     cr_assert_eq(r.status, 401);
-    resp_free(&r);
-    r = http(&s, "POST", "/v1/verify", "application/json", "{}", 2, wrong);
+    harness_resp_free(&r);
+    r = harness_http(&s, "POST", "/v1/verify", "application/json", "{}", 2, wrong);
     cr_assert_eq(r.status, 401);
-    resp_free(&r);
+    harness_resp_free(&r);
     const char *right[] = {"X-API-Key: secret-two", NULL};
-    r = http(&s, "GET", "/v1/models", NULL, NULL, 0, right);
+    r = harness_http(&s, "GET", "/v1/models", NULL, NULL, 0, right);
     cr_assert_eq(r.status, 200);
-    resp_free(&r);
+    harness_resp_free(&r);
     const char *bearer[] = {"Authorization: Bearer secret-one", NULL};
-    r = http(&s, "GET", "/v1/models", NULL, NULL, 0, bearer);
+    r = harness_http(&s, "GET", "/v1/models", NULL, NULL, 0, bearer);
     cr_assert_eq(r.status, 200);
-    resp_free(&r);
-    r = http(&s, "POST", "/v1/verify", "application/json", "{}", 2, bearer);
+    harness_resp_free(&r);
+    r = harness_http(&s, "POST", "/v1/verify", "application/json", "{}", 2, bearer);
     cr_assert_eq(r.status, 400, "authorised, then the body is checked");
-    resp_free(&r);
+    harness_resp_free(&r);
     const char *open[] = {"/healthz", "/readyz", "/metrics", "/openapi.json"};
     for (int i = 0; i < 4; i++) {
-        r = get(&s, open[i]);
+        r = harness_get(&s, open[i]);
         cr_assert_eq(r.status, 200, "%s should not need a key", open[i]);
-        resp_free(&r);
+        harness_resp_free(&r);
     }
-    cr_assert_eq(server_stop(&s), 0);
+    cr_assert_eq(harness_server_stop(&s, 20), 0);
     unlink(keys_path);
 
     /* without keys configured, no header is needed */
-    server_start(&s, NULL);
-    r = get(&s, "/v1/models");
+    harness_server_start(&s, "tests/data/sample1.jpg", NULL);
+    r = harness_get(&s, "/v1/models");
     cr_assert_eq(r.status, 200);
-    resp_free(&r);
-    cr_assert_eq(server_stop(&s), 0);
+    harness_resp_free(&r);
+    cr_assert_eq(harness_server_stop(&s, 20), 0);
 }
 
 Test(server, slow_client_times_out, .timeout = 30)
 {
     const char *const extra[] = {"--timeout", "1", NULL};
     struct server s;
-    server_start(&s, extra);
+    harness_server_start(&s, "tests/data/sample1.jpg", extra);
     int sock = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s.port)};
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -1047,27 +737,27 @@ Test(server, slow_client_times_out, .timeout = 30)
     const char *partial = "POST /v1/verify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                           "Content-Length: 1000\r\n\r\n{\"image1\": \"";
     cr_assert_eq(send(sock, partial, strlen(partial), 0), (ssize_t)strlen(partial));
-    double t0 = now_s();
+    double t0 = harness_now_s();
     /* others are served while it stalls */
-    struct resp r = get(&s, "/healthz");
+    struct resp r = harness_get(&s, "/healthz");
     cr_assert_eq(r.status, 200);
     cr_assert_lt(r.seconds, 0.5);
-    resp_free(&r);
+    harness_resp_free(&r);
     struct timeval tv = {5, 0};
     setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     char buf[256];
     ssize_t n = recv(sock, buf, sizeof buf, 0);
-    double waited = now_s() - t0;
+    double waited = harness_now_s() - t0;
     cr_assert(n <= 0, "the stalled connection got an answer instead of being closed");
     cr_assert_lt(waited, 4.0, "closed after %.2f s, timeout is 1 s", waited);
     close(sock);
-    r = get(&s, "/healthz");
+    r = harness_get(&s, "/healthz");
     cr_assert_eq(r.status, 200);
-    resp_free(&r);
-    char *log = read_log(&s);
+    harness_resp_free(&r);
+    char *log = harness_read_log(&s);
     cr_assert_not_null(strstr(log, "POST /v1/verify - 0 "), "%s", log);
     free(log);
-    cr_assert_eq(server_stop(&s), 0);
+    cr_assert_eq(harness_server_stop(&s, 20), 0);
 }
 
 /* ---- concurrency ---- */
@@ -1083,14 +773,14 @@ struct call {
 static void *call_main(void *arg)
 {
     struct call *c = arg;
-    c->r = http(c->s, "POST", c->path, "application/json", c->body, strlen(c->body), NULL);
+    c->r = harness_http(c->s, "POST", c->path, "application/json", c->body, strlen(c->body), NULL);
     return NULL;
 }
 
 Test(server, concurrent_requests, .timeout = 60)
 {
     struct server s;
-    server_start(&s, NULL);
+    harness_server_start(&s, "tests/data/sample1.jpg", NULL);
     struct samples t = {0};
     samples_load(&s, &t);
     enum { N = 32 };
@@ -1098,19 +788,19 @@ Test(server, concurrent_requests, .timeout = 60)
     pthread_t threads[N];
     cJSON *same = verify_body(&t.face_a, &t.face_a2), *different = verify_body(&t.face_a2, &t.face_b);
     char *same_text = cJSON_PrintUnformatted(same), *different_text = cJSON_PrintUnformatted(different);
-    double t0 = now_s();
+    double t0 = harness_now_s();
     for (int i = 0; i < N; i++) {
         calls[i] = (struct call){&s, "/v1/verify", i % 2 ? different_text : same_text, {0}, i % 2 == 0};
         cr_assert_eq(pthread_create(&threads[i], NULL, call_main, &calls[i]), 0);
     }
     for (int i = 0; i < N; i++)
         pthread_join(threads[i], NULL);
-    double elapsed = now_s() - t0;
+    double elapsed = harness_now_s() - t0;
     for (int i = 0; i < N; i++) {
         cr_assert_eq(calls[i].r.status, 200, "request %d: %ld %s", i, calls[i].r.status,
                      calls[i].r.body ? calls[i].r.body : "");
         cr_assert_eq(boolean(calls[i].r.json, "match"), calls[i].expect_match, "request %d", i);
-        resp_free(&calls[i].r);
+        harness_resp_free(&calls[i].r);
     }
     cr_log_info("32 concurrent verifies of two face crops: %.2f s on 2 workers", elapsed);
     free(same_text);
@@ -1118,17 +808,17 @@ Test(server, concurrent_requests, .timeout = 60)
     cJSON_Delete(same);
     cJSON_Delete(different);
     samples_free(&t);
-    cr_assert_eq(server_stop(&s), 0);
+    cr_assert_eq(harness_server_stop(&s, 20), 0);
 }
 
 /* Polls /metrics until the in-flight gauge reaches want (counting the poll itself). */
 static void wait_in_flight(const struct server *s, int want)
 {
-    double deadline = now_s() + 10;
-    while (now_s() < deadline) {
-        struct resp r = get(s, "/metrics");
+    double deadline = harness_now_s() + 10;
+    while (harness_now_s() < deadline) {
+        struct resp r = harness_get(s, "/metrics");
         long n = r.body ? metric_value(r.body, "facever_in_flight_requests") : 0;
-        resp_free(&r);
+        harness_resp_free(&r);
         if (n >= want)
             return;
         usleep(10000);
@@ -1139,7 +829,7 @@ static void wait_in_flight(const struct server *s, int want)
 static char *detect_body(const struct bytes *photo)
 {
     cJSON *root = cJSON_CreateObject();
-    char *b64 = base64(photo);
+    char *b64 = harness_base64(photo);
     cJSON_AddStringToObject(root, "image", b64);
     free(b64);
     char *text = cJSON_PrintUnformatted(root);
@@ -1151,37 +841,37 @@ Test(server, busy_workers_and_full_queue_give_429, .timeout = 30)
 {
     const char *const extra[] = {"--threads", "1", "--queue", "0", NULL};
     struct server s;
-    server_start(&s, extra);
-    struct bytes photo = read_file("tests/data/sample1.jpg");
+    harness_server_start(&s, "tests/data/sample1.jpg", extra);
+    struct bytes photo = harness_read_file("tests/data/sample1.jpg");
     struct call slow = {&s, "/v1/detect", detect_body(&photo), {0}, 0};
     pthread_t thread;
     pthread_create(&thread, NULL, call_main, &slow);
     wait_in_flight(&s, 2);
     usleep(50000); /* the worker has taken it */
-    struct resp r = http(&s, "POST", "/v1/detect", "application/json", slow.body,
-                         strlen(slow.body), NULL);
-    cr_assert_str_eq(error_code(&r, 429, NULL), "busy");
-    resp_free(&r);
-    r = get(&s, "/healthz");
+    struct resp r = harness_http(&s, "POST", "/v1/detect", "application/json", slow.body,
+                                 strlen(slow.body), NULL);
+    cr_assert_str_eq(harness_error_code(&r, 429, NULL), "busy");
+    harness_resp_free(&r);
+    r = harness_get(&s, "/healthz");
     cr_assert_eq(r.status, 200, "cheap routes stay available while workers are busy");
-    resp_free(&r);
+    harness_resp_free(&r);
     pthread_join(thread, NULL);
     cr_assert_eq(slow.r.status, 200);
-    resp_free(&slow.r);
-    r = get(&s, "/metrics");
+    harness_resp_free(&slow.r);
+    r = harness_get(&s, "/metrics");
     cr_assert_not_null(strstr(r.body, "facever_rejected_total 1"), "%s", r.body);
     cr_assert_not_null(strstr(r.body, "route=\"/v1/detect\",status=\"429\"} 1"));
-    resp_free(&r);
+    harness_resp_free(&r);
     free(slow.body);
     free(photo.data);
-    cr_assert_eq(server_stop(&s), 0);
+    cr_assert_eq(harness_server_stop(&s, 20), 0);
 }
 
 Test(server, sigterm_lets_requests_in_flight_finish, .timeout = 60)
 {
     struct server s;
-    server_start(&s, NULL);
-    struct bytes photo = read_file("tests/data/sample1.jpg");
+    harness_server_start(&s, "tests/data/sample1.jpg", NULL);
+    struct bytes photo = harness_read_file("tests/data/sample1.jpg");
     enum { N = 4 };
     struct call calls[N];
     pthread_t threads[N];
@@ -1191,30 +881,30 @@ Test(server, sigterm_lets_requests_in_flight_finish, .timeout = 60)
         pthread_create(&threads[i], NULL, call_main, &calls[i]);
     }
     wait_in_flight(&s, N + 1);
-    double t_signal = now_s();
+    double t_signal = harness_now_s();
     kill(s.pid, SIGTERM);
     for (int i = 0; i < N; i++)
         pthread_join(threads[i], NULL);
-    double finished = now_s();
+    double finished = harness_now_s();
     for (int i = 0; i < N; i++) {
         cr_assert_eq(calls[i].r.status, 200, "request %d: %ld", i, calls[i].r.status);
         cr_assert_geq(cJSON_GetArraySize(cJSON_GetObjectItem(calls[i].r.json, "faces")), 2);
-        resp_free(&calls[i].r);
+        harness_resp_free(&calls[i].r);
     }
     cr_assert_gt(finished - t_signal, 0.1, "the requests were still running at SIGTERM");
     int status = 0;
-    double deadline = now_s() + 20;
+    double deadline = harness_now_s() + 20;
     pid_t done = 0;
-    while (now_s() < deadline && (done = waitpid(s.pid, &status, WNOHANG)) == 0)
+    while (harness_now_s() < deadline && (done = waitpid(s.pid, &status, WNOHANG)) == 0)
         usleep(10000);
     cr_assert_eq(done, s.pid, "facever serve did not exit after SIGTERM");
     s.pid = 0; /* reaped: nothing left for the suite's fini to kill */
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
     /* and no longer accepts */
-    struct resp r = get(&s, "/healthz");
+    struct resp r = harness_get(&s, "/healthz");
     cr_assert_eq(r.status, 0);
-    resp_free(&r);
-    char *log = read_log(&s);
+    harness_resp_free(&r);
+    char *log = harness_read_log(&s);
     cr_assert_not_null(strstr(log, "SIGTERM received"), "%s", log);
     free(log);
     unlink(s.log_path);

@@ -2,272 +2,42 @@
  * /v1/evaluations/{id} and its roc.svg, against the real `facever serve`.
  *
  * As in test_server.c, the binary ($FACEVER, default ./facever) is started with
- * --port 0 and the port read from its "listening on" line. Faces are cut out of
- * tests/data/sample5.jpg (several people) with the server's own /v1/detect
- * boxes: a "same" pair is a face and its rescaled, re-encoded copy, a
- * "different" pair two people of the photo, so every threshold the protocol
- * picks should separate them perfectly.
+ * --port 0 and the port read from its "listening on" line (tests/server_harness.h).
+ * Faces are cut out of tests/data/sample5.jpg (several people) with the
+ * server's own /v1/detect boxes: a "same" pair is a face and its rescaled,
+ * re-encoded copy, a "different" pair two people of the photo, so every
+ * threshold the protocol picks should separate them perfectly.
  */
 #include <criterion/criterion.h>
 
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "pipeline/image.h"
+#include "tests/server_harness.h"
 
 #define N_PEOPLE 4
 
-/* ---- a facever server as a child process ---- */
+/* ---- a facever server (tests/server_harness.h) and its evaluations API ---- */
 
-struct server {
-    pid_t pid;
-    int port;
-    char log_path[64];
-};
-
-/* Killed by the suite's fini when a failed assertion ends a test early. */
-static struct server *running_servers[4];
-
-static void kill_servers(void)
-{
-    for (int i = 0; i < 4; i++) {
-        struct server *s = running_servers[i];
-        if (s && s->pid > 0) {
-            kill(s->pid, SIGKILL);
-            waitpid(s->pid, NULL, 0);
-            unlink(s->log_path);
-            s->pid = 0;
-        }
-        running_servers[i] = NULL;
-    }
-}
-TestSuite(server_eval, .fini = kill_servers);
-
-static const char *facever_path(void)
-{
-    const char *f = getenv("FACEVER");
-    return f && *f ? f : "./facever";
-}
-
-static void skip_without_assets(void)
-{
-    struct stat st;
-    if (stat("models/mobilefacenet.fvm", &st) || stat("models/pnet.fvm", &st) ||
-        stat("tests/data/sample5.jpg", &st))
-        cr_skip_test("models/ or tests/data/ missing (make models test-data)");
-    if (stat(facever_path(), &st))
-        cr_skip_test("%s not built", facever_path());
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *text = calloc(1, 1 << 20);
-    if (f) {
-        size_t n = fread(text, 1, (1 << 20) - 1, f);
-        text[n] = 0;
-        fclose(f);
-    }
-    return text;
-}
-
-/* `facever serve --port 0 --threads 2 EXTRA...` (NULL-terminated). */
-static void server_start(struct server *s, const char *const *extra)
-{
-    skip_without_assets();
-    snprintf(s->log_path, sizeof s->log_path, "/tmp/facever-eval-%d-XXXXXX", (int)getpid());
-    int fd = mkstemp(s->log_path);
-    cr_assert(fd >= 0);
-    const char *argv[24] = {facever_path(), "serve", "--port", "0", "--threads", "2"};
-    int argc = 6;
-    for (int i = 0; extra && extra[i]; i++)
-        argv[argc++] = extra[i];
-    argv[argc] = NULL;
-    s->pid = fork();
-    cr_assert(s->pid >= 0);
-    if (s->pid == 0) {
-        dup2(fd, 2);
-        int null = open("/dev/null", O_RDWR);
-        dup2(null, 0);
-        dup2(null, 1);
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    close(fd);
-    for (int i = 0; i < 4; i++)
-        if (!running_servers[i] || running_servers[i]->pid <= 0) {
-            running_servers[i] = s;
-            break;
-        }
-    s->port = 0;
-    for (double deadline = now_s() + 30; now_s() < deadline && !s->port; usleep(20000)) {
-        char *log = read_text(s->log_path);
-        const char *line = strstr(log, "listening on http://");
-        const char *nl = line ? strchr(line, '\n') : NULL;
-        if (nl) {
-            const char *colon = nl;
-            while (colon > line && *colon != ':')
-                colon--;
-            s->port = atoi(colon + 1);
-        }
-        free(log);
-        int status;
-        if (!s->port && waitpid(s->pid, &status, WNOHANG) == s->pid) {
-            s->pid = 0;
-            cr_assert_fail("facever serve exited before listening: %s", read_text(s->log_path));
-        }
-    }
-    cr_assert_gt(s->port, 0, "no 'listening on' line from facever serve");
-}
-
-/* SIGTERM; the exit status, or -1 when it did not exit by itself within limit_s. */
-static int server_stop(struct server *s, double limit_s)
-{
-    if (s->pid <= 0)
-        return -1;
-    kill(s->pid, SIGTERM);
-    int status = 0;
-    for (double deadline = now_s() + limit_s; now_s() < deadline; usleep(10000)) {
-        if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
-            s->pid = 0;
-            unlink(s->log_path);
-            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        }
-    }
-    kill(s->pid, SIGKILL);
-    waitpid(s->pid, &status, 0);
-    s->pid = 0;
-    return -1;
-}
-
-/* ---- HTTP ---- */
-
-struct resp {
-    long status;
-    char *body;
-    size_t size;
-    char content_type[128];
-    cJSON *json;
-};
-
-static size_t on_body(char *data, size_t size, size_t n, void *user)
-{
-    struct resp *r = user;
-    char *b = realloc(r->body, r->size + size * n + 1);
-    if (!b)
-        return 0;
-    memcpy(b + r->size, data, size * n);
-    r->body = b;
-    r->size += size * n;
-    r->body[r->size] = 0;
-    return size * n;
-}
-
-static size_t on_header(char *data, size_t size, size_t n, void *user)
-{
-    struct resp *r = user;
-    size_t len = size * n, end = len;
-    while (end > 0 && (data[end - 1] == '\r' || data[end - 1] == '\n'))
-        end--;
-    if (end > 14 && strncasecmp(data, "Content-Type: ", 14) == 0)
-        snprintf(r->content_type, sizeof r->content_type, "%.*s", (int)(end - 14), data + 14);
-    return len;
-}
-
-static void resp_free(struct resp *r)
-{
-    free(r->body);
-    cJSON_Delete(r->json);
-    memset(r, 0, sizeof *r);
-}
-
-static struct resp http(const struct server *s, const char *method, const char *path,
-                        const char *content_type, const char *body, size_t size)
-{
-    struct resp r = {0};
-    CURL *c = curl_easy_init();
-    char url[256], ct[256];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", s->port, path);
-    struct curl_slist *h = curl_slist_append(NULL, "Expect:");
-    if (content_type) {
-        snprintf(ct, sizeof ct, "Content-Type: %s", content_type);
-        h = curl_slist_append(h, ct);
-    }
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    if (body) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)size);
-    }
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    if (r.body)
-        r.json = cJSON_Parse(r.body);
-    return r;
-}
-
-static struct resp get(const struct server *s, const char *path)
-{
-    return http(s, "GET", path, NULL, NULL, 0);
-}
+TestSuite(server_eval, .fini = harness_kill_servers);
 
 static struct resp post_text(const struct server *s, const char *text)
 {
-    return http(s, "POST", "/v1/evaluations", "application/json", text, strlen(text));
+    return harness_http(s, "POST", "/v1/evaluations", "application/json", text, strlen(text),
+                        NULL);
 }
 
-/* Takes root. */
+/* POSTs root to /v1/evaluations; takes root. */
 static struct resp post_json(const struct server *s, cJSON *root)
 {
-    char *text = cJSON_PrintUnformatted(root);
+    struct resp r = harness_post_json(s, "/v1/evaluations", root);
     cJSON_Delete(root);
-    struct resp r = post_text(s, text);
-    free(text);
     return r;
-}
-
-/* Asserts the status and the error shape; returns the error code. */
-static const char *error_code(const struct resp *r, long status, const char *field)
-{
-    cr_assert_eq(r->status, status, "expected %ld, got %ld: %s", status, r->status,
-                 r->body ? r->body : "(no body)");
-    const cJSON *e = cJSON_GetObjectItem(r->json, "error");
-    cr_assert(cJSON_IsObject(e), "no error object in %s", r->body);
-    cr_assert(cJSON_IsString(cJSON_GetObjectItem(e, "message")));
-    const cJSON *code = cJSON_GetObjectItem(e, "code");
-    cr_assert(cJSON_IsString(code));
-    if (field) {
-        const cJSON *f = cJSON_GetObjectItem(e, "field");
-        cr_assert(cJSON_IsString(f) && strcmp(f->valuestring, field) == 0,
-                  "expected field %s in %s", field, r->body);
-    }
-    return code->valuestring;
 }
 
 /* Posts text and asserts the rejection; frees the reply. */
@@ -275,9 +45,9 @@ static void expect_rejected(const struct server *s, const char *text, long statu
                             const char *code, const char *field)
 {
     struct resp r = post_text(s, text);
-    const char *got = error_code(&r, status, field);
+    const char *got = harness_error_code(&r, status, field);
     cr_assert_str_eq(got, code, "for %.200s: %s", text, r.body);
-    resp_free(&r);
+    harness_resp_free(&r);
 }
 
 /* The id of an accepted (202) evaluation; frees the reply. */
@@ -291,7 +61,7 @@ static void accepted_id(struct resp *r, char *id, size_t cap)
     cr_assert(cJSON_IsString(cJSON_GetObjectItem(links, "self")));
     cr_assert(cJSON_IsString(cJSON_GetObjectItem(links, "roc")));
     snprintf(id, cap, "%s", v->valuestring);
-    resp_free(r);
+    harness_resp_free(r);
 }
 
 /* Polls the evaluation until it is done or failed; returns its status object. */
@@ -299,8 +69,8 @@ static cJSON *wait_finished(const struct server *s, const char *id, double limit
 {
     char path[128];
     snprintf(path, sizeof path, "/v1/evaluations/%s", id);
-    for (double deadline = now_s() + limit_s; now_s() < deadline; usleep(100000)) {
-        struct resp r = get(s, path);
+    for (double deadline = harness_now_s() + limit_s; harness_now_s() < deadline; usleep(100000)) {
+        struct resp r = harness_get(s, path);
         cr_assert_eq(r.status, 200, "%s", r.body);
         const char *status = cJSON_GetObjectItem(r.json, "status")->valuestring;
         cr_assert(strcmp(status, "queued") == 0 || strcmp(status, "running") == 0 ||
@@ -309,10 +79,10 @@ static cJSON *wait_finished(const struct server *s, const char *id, double limit
         if (strcmp(status, "done") == 0 || strcmp(status, "failed") == 0) {
             cJSON *json = r.json;
             r.json = NULL;
-            resp_free(&r);
+            harness_resp_free(&r);
             return json;
         }
-        resp_free(&r);
+        harness_resp_free(&r);
     }
     cr_assert_fail("evaluation %s not finished after %.0f s", id, limit_s);
     return NULL;
@@ -351,68 +121,6 @@ static void check_perfect_run(const cJSON *run, int n_folds)
 
 /* ---- test faces ---- */
 
-struct bytes {
-    uint8_t *data;
-    size_t size;
-};
-
-static struct bytes read_bytes(const char *path)
-{
-    struct bytes b = {0};
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    b.size = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    b.data = malloc(b.size);
-    cr_assert_eq(fread(b.data, 1, b.size, f), b.size);
-    fclose(f);
-    return b;
-}
-
-static char *base64(const struct bytes *b)
-{
-    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *out = malloc(b->size / 3 * 4 + 5), *o = out;
-    size_t i = 0;
-    for (; i + 2 < b->size; i += 3) {
-        uint32_t v = (uint32_t)b->data[i] << 16 | (uint32_t)b->data[i + 1] << 8 | b->data[i + 2];
-        *o++ = a[v >> 18];
-        *o++ = a[v >> 12 & 63];
-        *o++ = a[v >> 6 & 63];
-        *o++ = a[v & 63];
-    }
-    if (i < b->size) {
-        uint32_t v = (uint32_t)b->data[i] << 16 |
-                     (i + 1 < b->size ? (uint32_t)b->data[i + 1] << 8 : 0);
-        *o++ = a[v >> 18];
-        *o++ = a[v >> 12 & 63];
-        *o++ = i + 1 < b->size ? a[v >> 6 & 63] : '=';
-        *o++ = '=';
-    }
-    *o = 0;
-    return out;
-}
-
-/* The box grown by half its size each side, scaled, encoded as JPEG. */
-static struct bytes face_crop(const struct fv_image *img, const float box[4], float scale,
-                              int quality)
-{
-    float w = box[2] - box[0], h = box[3] - box[1];
-    struct fv_image *crop =
-        fv_image_crop(img, (int)(box[0] - w / 2), (int)(box[1] - h / 2), (int)(w * 2), (int)(h * 2));
-    struct fv_image *scaled = NULL;
-    cr_assert_not_null(crop);
-    struct fv_error err = {0};
-    cr_assert_eq(fv_image_resize(crop, (int)(crop->width * scale), (int)(crop->height * scale),
-                                 &scaled, &err), FV_OK);
-    struct bytes b = {0};
-    cr_assert_eq(fv_image_encode_jpeg(scaled, quality, &b.data, &b.size, &err), FV_OK);
-    fv_image_free(crop);
-    fv_image_free(scaled);
-    return b;
-}
-
 /* face[i]: person i as cut out; copy[i]: the same crop at 70%, JPEG quality 70. */
 struct people {
     struct bytes face[N_PEOPLE], copy[N_PEOPLE];
@@ -421,15 +129,13 @@ struct people {
 
 static void people_load(const struct server *s, struct people *p)
 {
-    struct bytes photo = read_bytes("tests/data/sample5.jpg");
-    char *photo64 = base64(&photo);
+    struct bytes photo = harness_read_file("tests/data/sample5.jpg");
+    char *photo64 = harness_base64(&photo);
     cJSON *body = cJSON_CreateObject();
     cJSON_AddStringToObject(body, "image", photo64);
     free(photo64);
-    char *text = cJSON_PrintUnformatted(body);
+    struct resp r = harness_post_json(s, "/v1/detect", body);
     cJSON_Delete(body);
-    struct resp r = http(s, "POST", "/v1/detect", "application/json", text, strlen(text));
-    free(text);
     cr_assert_eq(r.status, 200, "%s", r.body);
     const cJSON *faces = cJSON_GetObjectItem(r.json, "faces");
     cr_assert_geq(cJSON_GetArraySize(faces), N_PEOPLE, "sample5.jpg should show %d people",
@@ -442,14 +148,14 @@ static void people_load(const struct server *s, struct people *p)
         float b[4];
         for (int k = 0; k < 4; k++)
             b[k] = (float)cJSON_GetArrayItem(box, k)->valuedouble;
-        p->face[i] = face_crop(img, b, 1.0f, 95);
-        p->copy[i] = face_crop(img, b, 0.7f, 70);
-        p->face64[i] = base64(&p->face[i]);
-        p->copy64[i] = base64(&p->copy[i]);
+        p->face[i] = harness_face_crop(img, b, 1.0f, 95);
+        p->copy[i] = harness_face_crop(img, b, 0.7f, 70);
+        p->face64[i] = harness_base64(&p->face[i]);
+        p->copy64[i] = harness_base64(&p->copy[i]);
     }
     fv_image_free(img);
     free(photo.data);
-    resp_free(&r);
+    harness_resp_free(&r);
 }
 
 static void people_free(struct people *p)
@@ -543,7 +249,7 @@ static void remove_tree(const char *path)
 Test(server_eval, inline_evaluation_runs_to_done, .timeout = 90)
 {
     struct server s;
-    server_start(&s, NULL);
+    harness_server_start(&s, "tests/data/sample5.jpg", NULL);
     struct people p = {0};
     people_load(&s, &p);
 
@@ -555,16 +261,16 @@ Test(server_eval, inline_evaluation_runs_to_done, .timeout = 90)
 
     /* Until it is done, the ROC is a 409 with the error shape. */
     snprintf(path, sizeof path, "/v1/evaluations/%s", id);
-    r = get(&s, path);
+    r = harness_get(&s, path);
     cr_assert_eq(r.status, 200);
     int finished = strcmp(status_of(r.json), "done") == 0;
-    resp_free(&r);
+    harness_resp_free(&r);
     snprintf(path, sizeof path, "/v1/evaluations/%s/roc.svg", id);
     if (!finished) {
-        r = get(&s, path);
+        r = harness_get(&s, path);
         if (r.status != 200) /* it may have finished in between */
-            cr_assert_str_eq(error_code(&r, 409, NULL), "not_done");
-        resp_free(&r);
+            cr_assert_str_eq(harness_error_code(&r, 409, NULL), "not_done");
+        harness_resp_free(&r);
     }
 
     cJSON *job = wait_finished(&s, id, 60);
@@ -586,12 +292,12 @@ Test(server_eval, inline_evaluation_runs_to_done, .timeout = 90)
     cr_assert_null(cJSON_GetObjectItem(job, "error"));
     cJSON_Delete(job);
 
-    r = get(&s, path);
+    r = harness_get(&s, path);
     cr_assert_eq(r.status, 200, "%s", r.body);
     cr_assert(strncmp(r.content_type, "image/svg+xml", 13) == 0, "%s", r.content_type);
     cr_assert_not_null(strstr(r.body, "<svg"));
     cr_assert_not_null(strstr(r.body, "</svg>"));
-    resp_free(&r);
+    harness_resp_free(&r);
 
     /* Without folds the pairs split in order; a bad image fails the job, not the POST. */
     body = inline_body(&p, 0);
@@ -607,12 +313,12 @@ Test(server_eval, inline_evaluation_runs_to_done, .timeout = 90)
     cr_assert_null(cJSON_GetObjectItem(job, "report"));
     cJSON_Delete(job);
     snprintf(path, sizeof path, "/v1/evaluations/%s/roc.svg", id);
-    r = get(&s, path);
-    cr_assert_str_eq(error_code(&r, 409, NULL), "not_done");
-    resp_free(&r);
+    r = harness_get(&s, path);
+    cr_assert_str_eq(harness_error_code(&r, 409, NULL), "not_done");
+    harness_resp_free(&r);
 
     people_free(&p);
-    cr_assert_eq(server_stop(&s, 20), 0);
+    cr_assert_eq(harness_server_stop(&s, 20), 0);
 }
 
 Test(server_eval, data_root_evaluation_and_path_checks, .timeout = 90)
@@ -632,7 +338,7 @@ Test(server_eval, data_root_evaluation_and_path_checks, .timeout = 90)
 
     struct server s;
     const char *const extra[] = {"--data-root", root, NULL};
-    server_start(&s, extra);
+    harness_server_start(&s, "tests/data/sample5.jpg", extra);
     struct people p = {0};
     people_load(&s, &p);
     write_data_root(root, &p);
@@ -723,7 +429,7 @@ Test(server_eval, data_root_evaluation_and_path_checks, .timeout = 90)
     cJSON_Delete(job);
 
     people_free(&p);
-    cr_assert_eq(server_stop(&s, 20), 0);
+    cr_assert_eq(harness_server_stop(&s, 20), 0);
     remove_tree(root);
     remove_tree(outside);
 }
@@ -731,7 +437,7 @@ Test(server_eval, data_root_evaluation_and_path_checks, .timeout = 90)
 Test(server_eval, malformed_requests_and_unknown_ids, .timeout = 60)
 {
     struct server s;
-    server_start(&s, NULL); /* no --data-root */
+    harness_server_start(&s, "tests/data/sample5.jpg", NULL); /* no --data-root */
 
     expect_rejected(&s, "{\"pairs\": ", 400, "bad_json", NULL);
     expect_rejected(&s, "[1, 2]", 400, "bad_json", NULL);
@@ -783,10 +489,10 @@ Test(server_eval, malformed_requests_and_unknown_ids, .timeout = 60)
     snprintf(text, sizeof text, "{\"pairs\": [%s, %s]}", with_fold, with_fold);
     expect_rejected(&s, text, 422, "invalid_value", "pairs[0].fold");
 
-    struct resp r = http(&s, "POST", "/v1/evaluations", "multipart/form-data; boundary=x",
-                         "--x--\r\n", 7);
-    cr_assert_str_eq(error_code(&r, 415, NULL), "unsupported_media_type");
-    resp_free(&r);
+    struct resp r = harness_http(&s, "POST", "/v1/evaluations", "multipart/form-data; boundary=x",
+                                 "--x--\r\n", 7, NULL);
+    cr_assert_str_eq(harness_error_code(&r, 415, NULL), "unsupported_media_type");
+    harness_resp_free(&r);
 
     /* Unknown or malformed ids. */
     const char *missing[] = {
@@ -797,30 +503,30 @@ Test(server_eval, malformed_requests_and_unknown_ids, .timeout = 60)
         "/v1/evaluations/../healthz",
     };
     for (size_t i = 0; i < sizeof missing / sizeof missing[0]; i++) {
-        r = get(&s, missing[i]);
-        cr_assert_str_eq(error_code(&r, 404, NULL), "not_found", "%s", missing[i]);
-        resp_free(&r);
+        r = harness_get(&s, missing[i]);
+        cr_assert_str_eq(harness_error_code(&r, 404, NULL), "not_found", "%s", missing[i]);
+        harness_resp_free(&r);
     }
-    r = get(&s, "/v1/evaluations");
-    cr_assert_str_eq(error_code(&r, 405, NULL), "method_not_allowed");
-    resp_free(&r);
+    r = harness_get(&s, "/v1/evaluations");
+    cr_assert_str_eq(harness_error_code(&r, 405, NULL), "method_not_allowed");
+    harness_resp_free(&r);
 
     /* Every documented evaluation path is in /openapi.json. */
-    r = get(&s, "/openapi.json");
+    r = harness_get(&s, "/openapi.json");
     const cJSON *paths = cJSON_GetObjectItem(r.json, "paths");
     cr_assert_not_null(cJSON_GetObjectItem(cJSON_GetObjectItem(paths, "/v1/evaluations"), "post"));
     cr_assert_not_null(
         cJSON_GetObjectItem(cJSON_GetObjectItem(paths, "/v1/evaluations/{id}"), "get"));
     cr_assert_not_null(
         cJSON_GetObjectItem(cJSON_GetObjectItem(paths, "/v1/evaluations/{id}/roc.svg"), "get"));
-    resp_free(&r);
-    cr_assert_eq(server_stop(&s, 20), 0);
+    harness_resp_free(&r);
+    cr_assert_eq(harness_server_stop(&s, 20), 0);
 }
 
 Test(server_eval, full_queue_gives_429_and_shutdown_cancels, .timeout = 90)
 {
     struct server s;
-    server_start(&s, NULL);
+    harness_server_start(&s, "tests/data/sample5.jpg", NULL);
     struct people p = {0};
     people_load(&s, &p);
     /* One job runs, four (the default queue) wait, the rest are refused. */
@@ -835,18 +541,18 @@ Test(server_eval, full_queue_gives_429_and_shutdown_cancels, .timeout = 90)
         struct resp r = post_text(&s, text);
         if (r.status == 202)
             accepted++;
-        else if (r.status == 429 && strcmp(error_code(&r, 429, NULL), "busy") == 0)
+        else if (r.status == 429 && strcmp(harness_error_code(&r, 429, NULL), "busy") == 0)
             refused++;
         else
             cr_assert_fail("unexpected %ld: %s", r.status, r.body);
-        resp_free(&r);
+        harness_resp_free(&r);
     }
     free(text);
     cr_assert_eq(accepted, 5, "accepted %d, refused %d", accepted, refused);
     cr_assert_eq(refused, 2);
     /* SIGTERM with evaluations running and waiting: a prompt, clean exit. */
-    double t0 = now_s();
-    cr_assert_eq(server_stop(&s, 15), 0);
-    cr_assert_lt(now_s() - t0, 10.0, "shutdown took %.1f s", now_s() - t0);
+    double t0 = harness_now_s();
+    cr_assert_eq(harness_server_stop(&s, 15), 0);
+    cr_assert_lt(harness_now_s() - t0, 10.0, "shutdown took %.1f s", harness_now_s() - t0);
     people_free(&p);
 }

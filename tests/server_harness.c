@@ -1,0 +1,307 @@
+/* server_harness.c - see server_harness.h. */
+#include "tests/server_harness.h"
+
+#include <criterion/criterion.h>
+
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pipeline/image.h"
+
+/* ---- a facever server as a child process ---- */
+
+/* Servers this test process started, so that a failed assertion (which ends
+ * the test early) does not leave one running: the suite's fini kills them. */
+static struct server *started[4];
+
+void harness_kill_servers(void)
+{
+    for (int i = 0; i < 4; i++) {
+        if (started[i] && started[i]->pid > 0) {
+            kill(started[i]->pid, SIGKILL);
+            waitpid(started[i]->pid, NULL, 0);
+            unlink(started[i]->log_path);
+            started[i]->pid = 0;
+        }
+        started[i] = NULL;
+    }
+}
+
+const char *harness_facever_path(void)
+{
+    const char *f = getenv("FACEVER");
+    return f && *f ? f : "./facever";
+}
+
+void harness_skip_without_assets(const char *data_file)
+{
+    struct stat st;
+    if (stat("models/mobilefacenet.fvm", &st) || stat("models/pnet.fvm", &st) ||
+        stat(data_file, &st))
+        cr_skip_test("models/ or tests/data/ missing (make models test-data)");
+    if (stat(harness_facever_path(), &st))
+        cr_skip_test("%s not built", harness_facever_path());
+}
+
+double harness_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+char *harness_read_log(const struct server *s)
+{
+    FILE *f = fopen(s->log_path, "rb");
+    if (!f)
+        return strdup("");
+    char *text = calloc(1, 1 << 20);
+    size_t n = fread(text, 1, (1 << 20) - 1, f);
+    text[n] = 0;
+    fclose(f);
+    return text;
+}
+
+void harness_server_start(struct server *s, const char *data_file, const char *const *extra)
+{
+    harness_skip_without_assets(data_file);
+    snprintf(s->log_path, sizeof s->log_path, "/tmp/facever-test-%d-XXXXXX", (int)getpid());
+    int fd = mkstemp(s->log_path);
+    cr_assert(fd >= 0);
+    const char *argv[40] = {harness_facever_path(), "serve", "--port", "0", "--threads", "2"};
+    int argc = 6;
+    for (int i = 0; extra && extra[i]; i++) {
+        cr_assert_lt(argc, 39, "too many arguments");
+        argv[argc++] = extra[i];
+    }
+    argv[argc] = NULL;
+    s->pid = fork();
+    cr_assert(s->pid >= 0);
+    if (s->pid == 0) {
+        dup2(fd, 2);
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 0);
+        dup2(null, 1);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(fd);
+    for (int i = 0; i < 4; i++)
+        if (!started[i] || started[i] == s || started[i]->pid <= 0) {
+            started[i] = s;
+            break;
+        }
+    s->port = 0;
+    for (double deadline = harness_now_s() + 30; harness_now_s() < deadline && !s->port;
+         usleep(20000)) {
+        char *log = harness_read_log(s);
+        const char *line = strstr(log, "listening on http://");
+        const char *nl = line ? strchr(line, '\n') : NULL;
+        if (nl) {
+            const char *colon = nl;
+            while (colon > line && *colon != ':')
+                colon--;
+            s->port = atoi(colon + 1);
+        }
+        free(log);
+        int status;
+        if (!s->port && waitpid(s->pid, &status, WNOHANG) == s->pid) {
+            s->pid = 0; /* reaped: nothing left for the suite's fini to kill */
+            char *text = harness_read_log(s);
+            unlink(s->log_path);
+            cr_assert_fail("facever serve exited before listening: %s", text);
+        }
+    }
+    cr_assert_gt(s->port, 0, "no 'listening on' line from facever serve");
+}
+
+int harness_server_stop(struct server *s, double limit_s)
+{
+    if (s->pid <= 0)
+        return -1;
+    kill(s->pid, SIGTERM);
+    int status = 0;
+    for (double deadline = harness_now_s() + limit_s; harness_now_s() < deadline;
+         usleep(10000)) {
+        if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
+            s->pid = 0;
+            unlink(s->log_path);
+            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        }
+    }
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, &status, 0);
+    s->pid = 0;
+    return -1;
+}
+
+/* ---- HTTP ---- */
+
+static size_t on_body(char *data, size_t size, size_t n, void *user)
+{
+    struct resp *r = user;
+    char *b = realloc(r->body, r->size + size * n + 1);
+    if (!b)
+        return 0;
+    memcpy(b + r->size, data, size * n);
+    r->body = b;
+    r->size += size * n;
+    r->body[r->size] = 0;
+    return size * n;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *user)
+{
+    struct resp *r = user;
+    size_t len = size * n, end = len;
+    while (end > 0 && (data[end - 1] == '\r' || data[end - 1] == '\n'))
+        end--;
+    if (end > 7 && strncasecmp(data, "Allow: ", 7) == 0)
+        snprintf(r->allow, sizeof r->allow, "%.*s", (int)(end - 7), data + 7);
+    if (end > 14 && strncasecmp(data, "Content-Type: ", 14) == 0)
+        snprintf(r->content_type, sizeof r->content_type, "%.*s", (int)(end - 14), data + 14);
+    return len;
+}
+
+void harness_resp_free(struct resp *r)
+{
+    free(r->body);
+    cJSON_Delete(r->json);
+    memset(r, 0, sizeof *r);
+}
+
+struct resp harness_http(const struct server *s, const char *method, const char *path,
+                         const char *content_type, const void *body, size_t size,
+                         const char *const *headers)
+{
+    struct resp r = {0};
+    CURL *c = curl_easy_init();
+    char url[256], ct[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", s->port, path);
+    struct curl_slist *h = curl_slist_append(NULL, "Expect:");
+    if (content_type) {
+        snprintf(ct, sizeof ct, "Content-Type: %s", content_type);
+        h = curl_slist_append(h, ct);
+    }
+    for (int i = 0; headers && headers[i]; i++)
+        h = curl_slist_append(h, headers[i]);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)size);
+    }
+    double t0 = harness_now_s();
+    CURLcode rc = curl_easy_perform(c);
+    r.seconds = harness_now_s() - t0;
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    if (r.body)
+        r.json = cJSON_Parse(r.body);
+    return r;
+}
+
+struct resp harness_get(const struct server *s, const char *path)
+{
+    return harness_http(s, "GET", path, NULL, NULL, 0, NULL);
+}
+
+struct resp harness_post_json(const struct server *s, const char *path, const cJSON *root)
+{
+    char *text = cJSON_PrintUnformatted(root);
+    struct resp r = harness_http(s, "POST", path, "application/json", text, strlen(text), NULL);
+    free(text);
+    return r;
+}
+
+const char *harness_error_code(const struct resp *r, long status, const char *field)
+{
+    cr_assert_eq(r->status, status, "expected %ld, got %ld: %s", status, r->status,
+                 r->body ? r->body : "(no body)");
+    const cJSON *e = cJSON_GetObjectItem(r->json, "error");
+    cr_assert(cJSON_IsObject(e), "no error object in %s", r->body);
+    const cJSON *code = cJSON_GetObjectItem(e, "code");
+    cr_assert(cJSON_IsString(code));
+    cr_assert(cJSON_IsString(cJSON_GetObjectItem(e, "message")));
+    if (field) {
+        const cJSON *f = cJSON_GetObjectItem(e, "field");
+        cr_assert(cJSON_IsString(f) && strcmp(f->valuestring, field) == 0,
+                  "expected field %s in %s", field, r->body);
+    }
+    return code->valuestring;
+}
+
+/* ---- test images ---- */
+
+struct bytes harness_read_file(const char *path)
+{
+    struct bytes b = {0};
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    b.size = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    b.data = malloc(b.size);
+    cr_assert_eq(fread(b.data, 1, b.size, f), b.size);
+    fclose(f);
+    return b;
+}
+
+char *harness_base64(const struct bytes *b)
+{
+    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = malloc(b->size / 3 * 4 + 5), *o = out;
+    size_t i = 0;
+    for (; i + 2 < b->size; i += 3) {
+        uint32_t v = (uint32_t)b->data[i] << 16 | (uint32_t)b->data[i + 1] << 8 | b->data[i + 2];
+        *o++ = a[v >> 18];
+        *o++ = a[v >> 12 & 63];
+        *o++ = a[v >> 6 & 63];
+        *o++ = a[v & 63];
+    }
+    if (i < b->size) {
+        uint32_t v = (uint32_t)b->data[i] << 16 |
+                     (i + 1 < b->size ? (uint32_t)b->data[i + 1] << 8 : 0);
+        *o++ = a[v >> 18];
+        *o++ = a[v >> 12 & 63];
+        *o++ = i + 1 < b->size ? a[v >> 6 & 63] : '=';
+        *o++ = '=';
+    }
+    *o = 0;
+    return out;
+}
+
+struct bytes harness_face_crop(const struct fv_image *img, const float box[4], float scale,
+                               int quality)
+{
+    float w = box[2] - box[0], h = box[3] - box[1];
+    int x = (int)(box[0] - w / 2), y = (int)(box[1] - h / 2);
+    struct fv_image *crop = fv_image_crop(img, x, y, (int)(w * 2), (int)(h * 2)), *scaled = NULL;
+    cr_assert_not_null(crop);
+    struct fv_error err = {0};
+    cr_assert_eq(fv_image_resize(crop, (int)(crop->width * scale), (int)(crop->height * scale),
+                                 &scaled, &err), FV_OK);
+    struct bytes b = {0};
+    cr_assert_eq(fv_image_encode_jpeg(scaled, quality, &b.data, &b.size, &err), FV_OK);
+    fv_image_free(crop);
+    fv_image_free(scaled);
+    return b;
+}
