@@ -69,7 +69,7 @@ test-data:
 models/.stamp: scripts/models.sh $(wildcard model/tflite*.c model/model_file.c) | $(FACEVER)
 	@sh scripts/models.sh $(FACEVER)
 
-tests/data/.stamp: scripts/test-data.sh
+tests/data/.stamp: scripts/test-data.sh scripts/mnist-data.sh
 	@sh scripts/test-data.sh
 
 # The suite runs from the repository root so it finds models/, tests/fixtures/ and
@@ -93,3 +93,8 @@ clean:
 include $(sort $(wildcard mk/*.mk))
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# Wen et al.'s MNIST experiment (LeNets++, softmax vs center loss); not part of `make test`.
+.PHONY: experiment-mnist
+experiment-mnist: $(FACEVER)
+	@sh scripts/experiment-mnist.sh ./$(FACEVER)

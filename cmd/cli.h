@@ -24,6 +24,7 @@ int fv_cmd_verify(int argc, char **argv);
 int fv_cmd_serve(int argc, char **argv);
 int fv_cmd_eval(int argc, char **argv);
 int fv_cmd_pca(int argc, char **argv);
+int fv_cmd_train(int argc, char **argv);
 
 /* Pipeline options every face command accepts. */
 struct fv_cli_pipeline {

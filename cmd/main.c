@@ -24,6 +24,7 @@ static const struct subcommand subcommands[] = {
     {"serve", fv_cmd_serve, "run the HTTP JSON API server"},
     {"eval", fv_cmd_eval, "LFW-style k-fold evaluation: accuracy, ROC, AUC, EER"},
     {"pca", fv_cmd_pca, "fit a PCA projection of face features ('pca fit')"},
+    {"train", fv_cmd_train, "train or fine-tune a network (softmax, center loss, LMCL)"},
 };
 
 static void usage(FILE *f)

@@ -61,13 +61,13 @@ struct fv_conv_shape fv_conv_shape_make(int n, int in_h, int in_w, int in_c, int
     return s;
 }
 
-static int conv_is_pointwise(const struct fv_conv_shape *s)
+int fv_conv_is_pointwise(const struct fv_conv_shape *s)
 {
     return s->kernel_h == 1 && s->kernel_w == 1 && s->stride_h == 1 && s->stride_w == 1 &&
            s->pad_top == 0 && s->pad_left == 0;
 }
 
-static size_t conv_block_rows(const struct fv_conv_shape *s)
+size_t fv_conv_block_rows(const struct fv_conv_shape *s)
 {
     size_t k = (size_t)s->kernel_h * s->kernel_w * s->in_c;
     size_t rows = (size_t)s->n * s->out_h * s->out_w;
@@ -79,9 +79,9 @@ static size_t conv_block_rows(const struct fv_conv_shape *s)
 
 size_t fv_ops_conv2d_scratch(const struct fv_conv_shape *s)
 {
-    if (conv_is_pointwise(s))
+    if (fv_conv_is_pointwise(s))
         return 0;
-    return conv_block_rows(s) * (size_t)s->kernel_h * s->kernel_w * s->in_c;
+    return fv_conv_block_rows(s) * (size_t)s->kernel_h * s->kernel_w * s->in_c;
 }
 
 FV_HOT void fv_ops_activation(size_t count, enum fv_activation act, float *data)
@@ -114,9 +114,7 @@ FV_HOT static void add_bias_rows(size_t rows, int c, const float *bias, float *d
     }
 }
 
-/* Copies the KH×KW×C window of every output position in [row0, row0+rows) into
- * consecutive rows of col, zeros where the window leaves the image. */
-static void im2col(const struct fv_conv_shape *s, const float *input, size_t row0, size_t rows,
+void fv_ops_im2col(const struct fv_conv_shape *s, const float *input, size_t row0, size_t rows,
                    float *col)
 {
     const int c = s->in_c;
@@ -161,14 +159,14 @@ void fv_ops_conv2d(const struct fv_conv_shape *s, const float *input, const floa
     const int k = s->kernel_h * s->kernel_w * s->in_c;
     if (rows == 0)
         return;
-    if (conv_is_pointwise(s)) {
+    if (fv_conv_is_pointwise(s)) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, s->out_c, k, 1.0f, input,
                     k, filter, k, 0.0f, output, s->out_c);
     } else {
-        const size_t block = conv_block_rows(s);
+        const size_t block = fv_conv_block_rows(s);
         for (size_t r0 = 0; r0 < rows; r0 += block) {
             size_t nr = rows - r0 < block ? rows - r0 : block;
-            im2col(s, input, r0, nr, scratch);
+            fv_ops_im2col(s, input, r0, nr, scratch);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, s->out_c, k, 1.0f,
                         scratch, k, filter, k, 0.0f, output + r0 * s->out_c, s->out_c);
         }

@@ -28,6 +28,15 @@ struct fv_conv_shape fv_conv_shape_make(int n, int in_h, int in_w, int in_c, int
                                         int kernel_w, int stride_h, int stride_w,
                                         enum fv_padding padding, int out_c);
 
+/* 1: a 1×1, stride-1, unpadded convolution, a plain GEMM on the input. */
+int fv_conv_is_pointwise(const struct fv_conv_shape *s);
+/* Rows of the im2col matrix handled at once (bounded scratch on large maps). */
+size_t fv_conv_block_rows(const struct fv_conv_shape *s);
+/* Copies the KH×KW×C window of every output position in [row0, row0 + rows)
+ * into consecutive rows of col, zeros where the window leaves the image. */
+void fv_ops_im2col(const struct fv_conv_shape *s, const float *input, size_t row0, size_t rows,
+                   float *col);
+
 /* Floats of scratch fv_ops_conv2d needs for s (0 for 1×1 stride-1 convolutions). */
 size_t fv_ops_conv2d_scratch(const struct fv_conv_shape *s);
 
