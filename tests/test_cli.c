@@ -102,7 +102,7 @@ static void remove_faces(void)
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
-        cr_log_warn("could not remove %s", dir);
+        fprintf(stderr, "test_cli: could not remove %s\n", dir);
 }
 
 TestSuite(cli, .timeout = 120);

@@ -50,8 +50,8 @@ Test(lfw_dev, protocol_accuracy_at_least_99, .timeout = 900)
     prot.compare_without_pca = true;
     struct fv_protocol_result *r;
     cr_assert_eq(fv_protocol_run(x, n, d, pairs, &prot, &r, &err), FV_OK, "%s", err.message);
-    cr_log_warn("lfw-dev: %zu/%zu faces detected in %.1f s; accuracy %.2f%% +- %.2f with PCA-128, "
-                "%.2f%% +- %.2f without; AUC %.5f, EER %.2f%%, TAR@FAR=1e-3 %.2f%%",
+    fprintf(stderr, "[INFO] lfw-dev: %zu/%zu faces detected in %.1f s; accuracy %.2f%% +- %.2f with PCA-128, "
+                "%.2f%% +- %.2f without; AUC %.5f, EER %.2f%%, TAR@FAR=1e-3 %.2f%%\n",
                 stats.detected, n, stats.seconds, 100 * r->runs[0].mean_accuracy,
                 100 * r->runs[0].std_accuracy, 100 * r->runs[1].mean_accuracy,
                 100 * r->runs[1].std_accuracy, r->runs[0].auc, 100 * r->runs[0].eer,
