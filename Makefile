@@ -82,6 +82,7 @@ asan:
 
 bench: $(BUILD)/bench models/.stamp tests/data/.stamp
 	$(BUILD)/bench
+	@sh scripts/bench-gemm-share.sh $(BUILD)/bench
 
 run: $(FACEVER) models/.stamp
 	./$(FACEVER) serve

@@ -14,6 +14,7 @@
 
 #include "model/model.h"
 #include "model/model_file.h"
+#include "model/train.h"
 #include "pipeline/align.h"
 #include "pipeline/pipeline.h"
 
@@ -211,10 +212,78 @@ static uint8_t *lfw_like(struct fv_pipeline_worker *w, const char *photo, int fa
     return jpeg;
 }
 
-int main(void)
+/* ---- training ---- */
+
+struct train_job {
+    const char *arch;
+    int batch, classes, h, w, c, steps;
+    double images_per_s;
+};
+
+static void *train_thread(void *arg)
+{
+    struct train_job *job = arg;
+    struct fv_error err = {0};
+    struct fv_graph *g;
+    struct fv_trainer *tr;
+    struct fv_train_params p;
+    fv_train_default_params(&p);
+    p.batch = job->batch;
+    p.classes = job->classes;
+    p.loss = FV_LOSS_CENTER;
+    if (fv_train_arch_new(job->arch, 1, &g, &err) || fv_trainer_new(g, &p, &tr, &err))
+        die(&err);
+    size_t per = (size_t)job->h * job->w * job->c;
+    float *x = malloc((size_t)job->batch * per * sizeof *x);
+    int *labels = malloc((size_t)job->batch * sizeof *labels);
+    for (size_t i = 0; i < (size_t)job->batch * per; i++)
+        x[i] = sinf(0.01f * (float)i);
+    for (int i = 0; i < job->batch; i++)
+        labels[i] = i % job->classes;
+    struct fv_train_stats stats;
+    if (fv_trainer_step(tr, x, labels, job->batch, &stats, &err)) /* warm up */
+        die(&err);
+    double t0 = now_ms();
+    for (int i = 0; i < job->steps; i++)
+        if (fv_trainer_step(tr, x, labels, job->batch, &stats, &err))
+            die(&err);
+    job->images_per_s = (double)job->steps * job->batch / ((now_ms() - t0) / 1e3);
+    free(x);
+    free(labels);
+    fv_trainer_free(tr);
+    return NULL;
+}
+
+static void bench_training(const char *arch, int batch, int classes, int h, int w, int c,
+                           int steps)
+{
+    struct train_job one = {arch, batch, classes, h, w, c, steps, 0};
+    train_thread(&one);
+    struct train_job two[2] = {one, one};
+    pthread_t tid;
+    pthread_create(&tid, NULL, train_thread, &two[1]);
+    train_thread(&two[0]);
+    pthread_join(tid, NULL);
+    double both = two[0].images_per_s + two[1].images_per_s;
+    printf("%-10s batch %-4d %10.1f %12.1f %8.1f\n", arch, batch, one.images_per_s, both,
+           both / one.images_per_s);
+}
+
+int main(int argc, char **argv)
 {
     openblas_set_num_threads(1);
     struct fv_error err = {0};
+    if (argc == 3 && strcmp(argv[1], "--train-only") == 0) {
+        /* for scripts/bench-gemm-share.sh: a few training steps to profile */
+        struct train_job job = {argv[2], strcmp(argv[2], "face") == 0 ? 32 : 128, 10,
+                                strcmp(argv[2], "face") == 0 ? 112 : 28,
+                                strcmp(argv[2], "face") == 0 ? 96 : 28,
+                                strcmp(argv[2], "face") == 0 ? 3 : 1,
+                                strcmp(argv[2], "face") == 0 ? 3 : 20, 0};
+        train_thread(&job);
+        printf("%s: %.1f images/s\n", argv[2], job.images_per_s);
+        return 0;
+    }
     printf("== networks (median of 40 runs at batch 1 on one thread; images/s at batch 16)\n");
     printf("%-20s %-9s %8s %12s %8s %10s %10s %8s\n", "network", "input", "GFLOP", "batch 1",
            "GFLOP/s", "1 thread", "2 threads", "speedup");
@@ -282,6 +351,11 @@ int main(void)
     printf("verify, one thread:  median %.2f ms\n", median(t_seq, RUNS));
     printf("verify, two threads: median %.2f ms (as facever verify runs it)\n", median(t_par, RUNS));
     fv_pipeline_worker_free(w2);
+    printf("\n== training (softmax + center loss, SGD), images/s: one trainer; two trainers on "
+           "two threads\n");
+    printf("%-10s %-10s %10s %12s %8s\n", "network", "", "1 thread", "2 threads", "speedup");
+    bench_training("lenetpp", 128, 10, 28, 28, 1, 10);
+    bench_training("face", 32, 100, 112, 96, 3, 2);
     free(a);
     free(b);
     free(photo);
