@@ -85,6 +85,8 @@ void fv_server_default_config(struct fv_server_config *c)
     c->queue = 64;
     c->max_connections = 256;
     c->timeout_s = 30;
+    c->request_timeout_s = 60;
+    c->max_connections_per_ip = 32;
     c->max_body = (size_t)32 << 20;
     c->max_batch = 16;
     c->shutdown_timeout_s = 30;
@@ -337,6 +339,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_data_size = 0;
         if (rq->reply.status)
             return MHD_YES; /* already failed: discard the rest */
+        /* The idle timeout resets on every byte; a body trickled in slowly meets
+         * this deadline instead. */
+        if (now_ms() - rq->start_ms > 1e3 * s->config.request_timeout_s) {
+            fv_reply_error(&rq->reply, 408, "request_timeout", NULL,
+                           "the request body did not arrive within %u s",
+                           s->config.request_timeout_s);
+            free(rq->body);
+            rq->body = NULL;
+            rq->size = rq->cap = 0;
+            /* libmicrohttpd may refuse an answer before the body is complete: then
+             * the connection is closed, which is what a trickling client earns. */
+            return send_reply(rq) == MHD_YES ? MHD_YES : MHD_NO;
+        }
         if (n > s->config.max_body - rq->size) {
             fv_reply_error(&rq->reply, 413, "body_too_large", NULL,
                            "request body exceeds the limit of %zu bytes", s->config.max_body);
@@ -469,7 +484,8 @@ static enum fv_status check_config(const struct fv_server_config *c, struct fv_e
         return fv_error_set(err, FV_ERR_INVALID_ARG, "max body must be at least 1024 bytes");
     if (c->max_batch < 1 || c->max_batch > 1024)
         return fv_error_set(err, FV_ERR_INVALID_ARG, "max batch must be 1..1024");
-    if (c->max_connections < 1 || c->timeout_s < 1)
+    if (c->max_connections < 1 || c->timeout_s < 1 || c->request_timeout_s < 1 ||
+        c->max_connections_per_ip < 1)
         return fv_error_set(err, FV_ERR_INVALID_ARG, "connection limit and timeout must be positive");
     if (!isnan(c->threshold) && !(c->threshold >= -1 && c->threshold <= 1))
         return fv_error_set(err, FV_ERR_INVALID_ARG, "threshold must be between -1 and 1");
@@ -550,6 +566,7 @@ enum fv_status fv_server_start(const struct fv_server_config *config, struct fv_
         /* first, so that every message goes through it */
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_SOCK_ADDR,
         ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)config->io_threads,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, config->max_connections_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, config->timeout_s, MHD_OPTION_CONNECTION_LIMIT,
         config->max_connections, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);

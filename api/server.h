@@ -39,6 +39,8 @@ struct fv_server_config {
     int queue;                    /* requests that may wait for a busy worker; 64 */
     unsigned max_connections;     /* open connections at once; 256 */
     unsigned timeout_s;           /* an idle or stalled connection is closed after this; 30 */
+    unsigned request_timeout_s;   /* a body still arriving after this gets 408; 60 */
+    unsigned max_connections_per_ip; /* open connections from one address; 32 */
     size_t max_body;              /* request body cap in bytes; 32 MiB */
     int max_batch;                /* images in one /v1/embed or /v1/detect batch; 16 */
     unsigned shutdown_timeout_s;  /* fv_server_stop waits this long for in-flight requests; 30 */

@@ -32,6 +32,10 @@ static const char serve_usage[] =
     "  --max-connections N  open connections (default 256; $FACEVER_MAX_CONNECTIONS)\n"
     "  --timeout S          close idle or stalled connections after S seconds\n"
     "                       (default 30; $FACEVER_TIMEOUT)\n"
+    "  --request-timeout S  answer 408 when a body is still arriving after S seconds\n"
+    "                       (default 60; $FACEVER_REQUEST_TIMEOUT)\n"
+    "  --max-connections-per-ip N  open connections from one address (default 32;\n"
+    "                       $FACEVER_MAX_CONNECTIONS_PER_IP)\n"
     "  --data-root DIR      folder evaluations may read from ($FACEVER_DATA_ROOT)\n"
     "  --threshold T        default verification threshold (model's; $FACEVER_THRESHOLD)\n"
     "  --max-pixels N       $FACEVER_MAX_PIXELS; --min-face PX $FACEVER_MIN_FACE\n"
@@ -56,6 +60,7 @@ static int serve_option(struct serve_options *o, int argc, char **argv, int *i)
         {"--port", 0, 65535},           {"--threads", 1, 1024},      {"--io-threads", 1, 256},
         {"--queue", 0, 100000},         {"--max-body", 1024, 1L << 40}, {"--max-batch", 1, 1024},
         {"--max-connections", 1, 100000}, {"--timeout", 1, 86400},
+        {"--request-timeout", 1, 86400}, {"--max-connections-per-ip", 1, 100000},
     };
     for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++) {
         if (strcmp(a, ints[k].name) != 0)
@@ -70,7 +75,9 @@ static int serve_option(struct serve_options *o, int argc, char **argv, int *i)
         case 4: o->server.max_body = (size_t)n; break;
         case 5: o->server.max_batch = (int)n; break;
         case 6: o->server.max_connections = (unsigned)n; break;
-        default: o->server.timeout_s = (unsigned)n; break;
+        case 7: o->server.timeout_s = (unsigned)n; break;
+        case 8: o->server.request_timeout_s = (unsigned)n; break;
+        default: o->server.max_connections_per_ip = (unsigned)n; break;
         }
         (*i)++;
         return 1;
@@ -97,6 +104,8 @@ static int apply_environment(struct serve_options *o, struct fv_cli_pipeline *p)
         {"FACEVER_MAX_BODY", "--max-body"},   {"FACEVER_MAX_BATCH", "--max-batch"},
         {"FACEVER_MAX_CONNECTIONS", "--max-connections"},
         {"FACEVER_TIMEOUT", "--timeout"},     {"FACEVER_DATA_ROOT", "--data-root"},
+        {"FACEVER_REQUEST_TIMEOUT", "--request-timeout"},
+        {"FACEVER_MAX_CONNECTIONS_PER_IP", "--max-connections-per-ip"},
         {"FACEVER_THRESHOLD", "--threshold"}, {"FACEVER_MAX_PIXELS", "--max-pixels"},
         {"FACEVER_MIN_FACE", "--min-face"},   {"FACEVER_POLICY", "--policy"},
     };

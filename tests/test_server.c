@@ -760,6 +760,51 @@ Test(server, slow_client_times_out, .timeout = 30)
     cr_assert_eq(harness_server_stop(&s, 20), 0);
 }
 
+Test(server, trickled_body_gets_408, .timeout = 30)
+{
+    /* One byte every 0.3 s never trips the 5 s idle timeout; the 2 s request deadline
+     * ends the request (408 if libmicrohttpd can answer mid-body, else the connection
+     * is closed) and the server keeps serving. */
+    const char *const extra[] = {"--timeout", "5", "--request-timeout", "2", NULL};
+    struct server s;
+    harness_server_start(&s, "tests/data/sample1.jpg", extra);
+    int sock = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s.port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(sock, (struct sockaddr *)&addr, sizeof addr), 0);
+    const char *head = "POST /v1/verify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       "Content-Length: 1000\r\n\r\n{";
+    cr_assert_eq(send(sock, head, strlen(head), 0), (ssize_t)strlen(head));
+    double t0 = harness_now_s();
+    char buf[2048];
+    ssize_t got = 0;
+    struct timeval tv = {0, 300000};
+    setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    while (harness_now_s() - t0 < 8.0) {
+        if (send(sock, "a", 1, MSG_NOSIGNAL) != 1)
+            break;
+        ssize_t n = recv(sock, buf + got, sizeof buf - 1 - (size_t)got, 0);
+        if (n > 0) {
+            got += n;
+            break;
+        }
+        if (n == 0)
+            break;
+    }
+    buf[got] = '\0';
+    double waited = harness_now_s() - t0;
+    if (got > 0) {
+        cr_assert(strstr(buf, " 408 ") != NULL, "not a 408: '%s'", buf);
+        cr_assert(strstr(buf, "\"request_timeout\"") != NULL, "%s", buf);
+    }
+    cr_assert_lt(waited, 5.0, "still open after %.1f s (deadline 2 s)", waited);
+    close(sock);
+    struct resp r = harness_get(&s, "/healthz");
+    cr_assert_eq(r.status, 200);
+    harness_resp_free(&r);
+    cr_assert_eq(harness_server_stop(&s, 20), 0);
+}
+
 /* ---- concurrency ---- */
 
 struct call {
