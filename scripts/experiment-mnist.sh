@@ -7,9 +7,9 @@
 #   sh scripts/experiment-mnist.sh [FACEVER]     (env: STEPS, BATCH, LR, JOBS, SEED)
 set -eu
 facever=${1:-./facever}
-steps=${STEPS:-3000}
+steps=${STEPS:-1200}
 batch=${BATCH:-64}
-lr=${LR:-0.01}
+lr=${LR:-0.02}
 jobs=${JOBS:-2}
 seed=${SEED:-1}
 data=tests/data/mnist
