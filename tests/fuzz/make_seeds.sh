@@ -10,9 +10,9 @@ clang -O1 -g -std=c11 -D_GNU_SOURCE -I. -fsanitize=address,undefined -o build-fu
 rm -rf "$out"
 mkdir -p "$out/tflite"
 ./build-fuzz/make_seeds "$out"
-python3 tests/fuzz/make_tflite_seed.py "$out/tflite/tiny.tflite"
-size=$(wc -c < "$out/tflite/tiny.tflite")
-head -c $((size / 2)) "$out/tflite/tiny.tflite" > "$out/tflite/tiny.tflite-half"
-head -c $((size - 1)) "$out/tflite/tiny.tflite" > "$out/tflite/tiny.tflite-minus1"
+python3 tests/fuzz/make_tflite_seed.py "$out/tflite/tiny-model"
+size=$(wc -c < "$out/tflite/tiny-model")
+head -c $((size / 2)) "$out/tflite/tiny-model" > "$out/tflite/tiny-model-half"
+head -c $((size - 1)) "$out/tflite/tiny-model" > "$out/tflite/tiny-model-minus1"
 printf 'TFL3' > "$out/tflite/identifier-only"
 echo "seeds: $(find "$out" -type f | wc -l) files, $(du -sb "$out" | cut -f1) bytes"
