@@ -16,6 +16,7 @@ struct fv_model {
     int *alias;      /* tensor -> tensor whose memory it shares (itself unless a reshape) */
     int *keep;       /* 1 for graph outputs: never overwritten during a run */
     char *fuse_prelu; /* node i is a conv/FC whose bias is added by the PReLU at i + 1 */
+    char *fuse_add;   /* node i is a 1×1 conv accumulated straight into the ADD at i + 1 */
 };
 
 struct fv_context {
@@ -64,7 +65,7 @@ enum fv_status fv_model_from_graph(struct fv_graph *graph, struct fv_model **out
     for (int i = 0; i < fv_graph_output_count(graph); i++)
         m->keep[m->alias[fv_graph_output(graph, i)]] = 1;
     int nn = fv_graph_node_count(graph);
-    if (!(m->fuse_prelu = calloc((size_t)nn + 1, 1))) {
+    if (!(m->fuse_prelu = calloc((size_t)nn + 1, 1)) || !(m->fuse_add = calloc((size_t)nn + 1, 1))) {
         st = fv_error_set(err, FV_ERR_NOMEM, "out of memory creating model");
         goto fail;
     }
@@ -78,6 +79,14 @@ enum fv_status fv_model_from_graph(struct fv_graph *graph, struct fv_model **out
                            n->activation == FV_ACT_NONE && n->blobs[1] >= 0 &&
                            next->op == FV_OP_PRELU && next->inputs[0] == n->output &&
                            readers == 1 && !m->keep[m->alias[n->output]];
+        /* A residual connection: add(conv1×1(x), r) becomes out = r + bias, then
+         * out += x · Wᵀ in the GEMM itself (beta = 1), saving a pass over memory. */
+        m->fuse_add[i] = n->op == FV_OP_CONV2D && n->kernel_h == 1 && n->kernel_w == 1 &&
+                         n->stride_h == 1 && n->stride_w == 1 && n->activation == FV_ACT_NONE &&
+                         next->op == FV_OP_ADD && next->n_inputs == 2 &&
+                         (next->inputs[0] == n->output) != (next->inputs[1] == n->output) &&
+                         readers == 1 && !m->keep[m->alias[n->output]] &&
+                         m->alias[next->output] != m->alias[n->inputs[0]];
     }
     m->graph = graph;
     *out = m;
@@ -87,6 +96,7 @@ fail:
         free(m->alias);
         free(m->keep);
         free(m->fuse_prelu);
+        free(m->fuse_add);
         free(m);
     }
     fv_graph_free(graph);
@@ -125,6 +135,7 @@ void fv_model_free(struct fv_model *m)
     free(m->alias);
     free(m->keep);
     free(m->fuse_prelu);
+    free(m->fuse_add);
     free(m);
 }
 
@@ -249,6 +260,13 @@ static enum fv_status plan_memory(struct fv_context *ctx, struct fv_error *err)
     for (int t = 0; t < nt; t++)
         if (m->keep[t])
             dies[t] = nn;
+    /* A convolution fused into the ADD after it reads its input while the ADD's
+     * output is being written: keep the input alive through the ADD. */
+    for (int i = 0; i + 1 < nn; i++) {
+        int in = m->alias[fv_graph_node(g, i)->inputs[0]];
+        if (m->fuse_add[i] && dies[in] < i + 1)
+            dies[in] = i + 1;
+    }
     int count = 0;
     for (int i = 0; i < nn; i++) {
         int r = m->alias[fv_graph_node(g, i)->output];
@@ -422,6 +440,22 @@ enum fv_status fv_context_run(struct fv_context *ctx, const float *input, int ba
         struct fv_conv_shape s = fv_conv_shape_make(batch, in[0], in[1], in[2], n->kernel_h,
                                                     n->kernel_w, n->stride_h, n->stride_w,
                                                     n->padding, os[2]);
+        if (m->fuse_add[i]) {
+            const struct fv_node *add = fv_graph_node(g, i + 1);
+            int other = add->inputs[0] == n->output ? add->inputs[1] : add->inputs[0];
+            float *sum = tensor_out(ctx, add->output);
+            const float *bias = blob_data(g, n->blobs[1]);
+            /* out = r + bias (or r alone), then out += x · Wᵀ */
+            if (bias)
+                fv_ops_add(count, os[2], tensor_data(ctx, other), bias, (size_t)os[2],
+                           FV_ACT_NONE, sum);
+            else
+                memcpy(sum, tensor_data(ctx, other), count * sizeof *sum);
+            fv_ops_pointwise_accumulate(pixels, in[2], os[2], x, blob_data(g, n->blobs[0]), sum);
+            fv_ops_activation(count, add->activation, sum);
+            i++;
+            continue;
+        }
         if (m->fuse_prelu[i]) {
             /* conv/FC without its bias, then bias + PReLU in one pass into the
              * PReLU's output; the PReLU node is consumed here. */

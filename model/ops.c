@@ -229,6 +229,13 @@ static inline __attribute__((always_inline)) void depthwise_quad8(const struct f
     STORE8(out + 3 * c + k0, a3);
 }
 
+void fv_ops_pointwise_accumulate(size_t rows, int in_c, int out_c, const float *input,
+                                 const float *filter, float *output)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, out_c, in_c, 1.0f, input,
+                in_c, filter, in_c, 1.0f, output, out_c);
+}
+
 FV_HOT void fv_ops_depthwise_conv2d(const struct fv_conv_shape *s, const float *input,
                                     const float *filter, const float *bias,
                                     enum fv_activation act, float *output)

@@ -43,6 +43,10 @@ size_t fv_ops_conv2d_scratch(const struct fv_conv_shape *s);
 /* filter O×KH×KW×I, bias O or NULL. */
 void fv_ops_conv2d(const struct fv_conv_shape *s, const float *input, const float *filter,
                    const float *bias, enum fv_activation act, float *scratch, float *output);
+/* output += input · filterᵀ for a 1×1, stride-1 convolution over `rows` pixels
+ * (input rows × in_c, filter out_c × in_c, output rows × out_c). */
+void fv_ops_pointwise_accumulate(size_t rows, int in_c, int out_c, const float *input,
+                                 const float *filter, float *output);
 /* filter KH×KW×C, bias C or NULL; out_c == in_c. */
 void fv_ops_depthwise_conv2d(const struct fv_conv_shape *s, const float *input,
                              const float *filter, const float *bias, enum fv_activation act,

@@ -282,3 +282,43 @@ Test(engine, validate_rejects_shape_mismatch)
     cr_expect(strstr(err.message, "conv") != NULL, "message: %s", err.message);
     fv_graph_free(g);
 }
+
+Test(engine, pointwise_conv_fused_into_residual_add)
+{
+    /* x (3×4×8) -> conv 1×1 (8 -> 8, bias) -> add(conv, x) -> relu: the engine runs the
+     * conv as out = x + bias, out += x·Wᵀ. Compared with the kernels one by one. */
+    struct fv_error err = {0};
+    struct fv_graph *g = fv_graph_new();
+    enum { B = 2, H = 3, W = 4, C = 8 };
+    float w[C * C], bias[C], x[B * H * W * C], conv[B * H * W * C], want[B * H * W * C];
+    for (int i = 0; i < C * C; i++)
+        w[i] = cosf(0.3f * (float)i);
+    for (int i = 0; i < C; i++)
+        bias[i] = 0.1f * (float)i - 0.4f;
+    for (int i = 0; i < B * H * W * C; i++)
+        x[i] = sinf(0.11f * (float)i);
+    int tx = fv_graph_add_tensor(g, "x", H, W, C);
+    int bw = fv_graph_add_blob(g, "w", (int[]){C, 1, 1, C}, 4, w);
+    int bb = fv_graph_add_blob(g, "b", (int[]){C}, 1, bias);
+    int tc = fv_graph_add_tensor(g, "conv", 0, 0, 0), ts = fv_graph_add_tensor(g, "sum", 0, 0, 0);
+    struct fv_node n = fv_node_init(FV_OP_CONV2D, "conv");
+    n.n_inputs = 1, n.inputs[0] = tx, n.output = tc, n.blobs[0] = bw, n.blobs[1] = bb;
+    cr_assert_geq(fv_graph_add_node(g, &n, &err), 0, "%s", err.message);
+    n = fv_node_init(FV_OP_ADD, "sum");
+    n.n_inputs = 2, n.inputs[0] = tx, n.inputs[1] = tc, n.output = ts, n.activation = FV_ACT_RELU;
+    cr_assert_geq(fv_graph_add_node(g, &n, &err), 0, "%s", err.message);
+    fv_graph_set_input(g, tx);
+    fv_graph_add_output(g, ts);
+    struct fv_conv_shape s = fv_conv_shape_make(B, H, W, C, 1, 1, 1, 1, FV_PADDING_VALID, C);
+    fv_ops_conv2d(&s, x, w, bias, FV_ACT_NONE, NULL, conv);
+    fv_ops_add(B * H * W * C, C, conv, x, B * H * W * C, FV_ACT_RELU, want);
+    struct fv_model *m;
+    cr_assert_eq(fv_model_from_graph(g, &m, &err), FV_OK, "%s", err.message);
+    struct fv_context *ctx;
+    cr_assert_eq(fv_context_new(m, B, 0, 0, &ctx, &err), FV_OK, "%s", err.message);
+    cr_assert_eq(fv_context_run(ctx, x, B, H, W, &err), FV_OK, "%s", err.message);
+    expect_close(fv_context_tensor(ctx, fv_model_find_tensor(m, "sum"), NULL), want, B * H * W * C,
+                 1e-5f);
+    fv_context_free(ctx);
+    fv_model_free(m);
+}
