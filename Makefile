@@ -84,8 +84,9 @@ bench: $(BUILD)/bench models/.stamp tests/data/.stamp
 	$(BUILD)/bench
 	@sh scripts/bench-gemm-share.sh $(BUILD)/bench
 
+# OpenBLAS would otherwise start (idle) threads of its own; workers are the parallelism.
 run: $(FACEVER) models/.stamp
-	./$(FACEVER) serve
+	OPENBLAS_NUM_THREADS=1 ./$(FACEVER) serve
 
 clean:
 	rm -rf build build-asan build-fuzz facever
