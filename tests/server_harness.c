@@ -1,15 +1,17 @@
 /* server_harness.c - see server_harness.h. */
 #include "tests/server_harness.h"
 
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
-
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -304,4 +306,15 @@ struct bytes harness_face_crop(const struct fv_image *img, const float box[4], f
     fv_image_free(crop);
     fv_image_free(scaled);
     return b;
+}
+
+int harness_send_partial(const struct server *s, const char *head)
+{
+    int sock = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(sock, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(sock, (struct sockaddr *)&addr, sizeof addr), 0);
+    cr_assert_eq(send(sock, head, strlen(head), 0), (ssize_t)strlen(head));
+    return sock;
 }

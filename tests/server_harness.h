@@ -43,6 +43,9 @@ void harness_skip_without_assets(const char *data_file);
 
 /* Monotonic clock, seconds. */
 double harness_now_s(void);
+/* A raw loopback TCP connection to the server that has already sent `head` (a
+ * request cut short on purpose, for slow-client tests); the caller closes it. */
+int harness_send_partial(const struct server *s, const char *head);
 
 /* Starts `facever serve --port 0 --threads 2 EXTRA...` (extra NULL-terminated or
  * NULL) and waits for its port; skips the test without models/, data_file or the

@@ -730,13 +730,9 @@ Test(server, slow_client_times_out, .timeout = 30)
     const char *const extra[] = {"--timeout", "1", NULL};
     struct server s;
     harness_server_start(&s, "tests/data/sample1.jpg", extra);
-    int sock = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s.port)};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(connect(sock, (struct sockaddr *)&addr, sizeof addr), 0);
-    const char *partial = "POST /v1/verify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                          "Content-Length: 1000\r\n\r\n{\"image1\": \"";
-    cr_assert_eq(send(sock, partial, strlen(partial), 0), (ssize_t)strlen(partial));
+    int sock = harness_send_partial(&s, "POST /v1/verify HTTP/1.1\r\nHost: x\r\n"
+                                        "Content-Type: application/json\r\n"
+                                        "Content-Length: 1000\r\n\r\n{\"image1\": \"");
     double t0 = harness_now_s();
     /* others are served while it stalls */
     struct resp r = harness_get(&s, "/healthz");
@@ -768,13 +764,9 @@ Test(server, trickled_body_gets_408, .timeout = 30)
     const char *const extra[] = {"--timeout", "5", "--request-timeout", "2", NULL};
     struct server s;
     harness_server_start(&s, "tests/data/sample1.jpg", extra);
-    int sock = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s.port)};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(connect(sock, (struct sockaddr *)&addr, sizeof addr), 0);
-    const char *head = "POST /v1/verify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                       "Content-Length: 1000\r\n\r\n{";
-    cr_assert_eq(send(sock, head, strlen(head), 0), (ssize_t)strlen(head));
+    int sock = harness_send_partial(&s, "POST /v1/verify HTTP/1.1\r\nHost: x\r\n"
+                                        "Content-Type: application/json\r\n"
+                                        "Content-Length: 1000\r\n\r\n{");
     double t0 = harness_now_s();
     char buf[2048];
     ssize_t got = 0;
