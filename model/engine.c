@@ -16,7 +16,8 @@ struct fv_model {
     int *alias;      /* tensor -> tensor whose memory it shares (itself unless a reshape) */
     int *keep;       /* 1 for graph outputs: never overwritten during a run */
     char *fuse_prelu; /* node i is a conv/FC whose bias is added by the PReLU at i + 1 */
-    char *fuse_add;   /* node i is a 1×1 conv accumulated straight into the ADD at i + 1 */
+    char *fuse_add;   /* node i is a conv whose output is added straight into the ADD at i + 1 */
+    float **packed;   /* per node: its weights in fv_gemm_pack's layout, or NULL */
 };
 
 struct fv_context {
@@ -32,6 +33,14 @@ struct fv_context {
     const float *input;
     int ran;
 };
+
+static void free_packed(struct fv_model *m, const struct fv_graph *g)
+{
+    if (m->packed)
+        for (int i = 0; i < fv_graph_node_count(g); i++)
+            free(m->packed[i]);
+    free(m->packed);
+}
 
 enum fv_status fv_model_from_graph(struct fv_graph *graph, struct fv_model **out,
                                    struct fv_error *err)
@@ -75,24 +84,44 @@ enum fv_status fv_model_from_graph(struct fv_graph *graph, struct fv_model **out
         for (int j = 0; j < nn; j++)
             for (int k = 0; k < fv_graph_node(graph, j)->n_inputs; k++)
                 readers += fv_graph_node(graph, j)->inputs[k] == n->output;
-        m->fuse_prelu[i] = (n->op == FV_OP_CONV2D || n->op == FV_OP_FULLY_CONNECTED) &&
-                           n->activation == FV_ACT_NONE && n->blobs[1] >= 0 &&
+        m->fuse_prelu[i] = (n->op == FV_OP_CONV2D || n->op == FV_OP_FULLY_CONNECTED ||
+                            n->op == FV_OP_DEPTHWISE_CONV2D) &&
+                           n->activation == FV_ACT_NONE &&
                            next->op == FV_OP_PRELU && next->inputs[0] == n->output &&
                            readers == 1 && !m->keep[m->alias[n->output]];
-        /* A residual connection: add(conv1×1(x), r) becomes out = r + bias, then
-         * out += x · Wᵀ in the GEMM itself (beta = 1), saving a pass over memory. */
-        m->fuse_add[i] = n->op == FV_OP_CONV2D && n->kernel_h == 1 && n->kernel_w == 1 &&
-                         n->stride_h == 1 && n->stride_w == 1 && n->activation == FV_ACT_NONE &&
+        /* A residual connection: add(conv(x), r) is computed as the convolution
+         * with r added in its epilogue, saving a pass over memory. */
+        m->fuse_add[i] = n->op == FV_OP_CONV2D && n->activation == FV_ACT_NONE &&
                          next->op == FV_OP_ADD && next->n_inputs == 2 &&
                          (next->inputs[0] == n->output) != (next->inputs[1] == n->output) &&
                          readers == 1 && !m->keep[m->alias[n->output]] &&
                          m->alias[next->output] != m->alias[n->inputs[0]];
+    }
+    if (!(m->packed = calloc((size_t)nn, sizeof *m->packed))) {
+        st = fv_error_set(err, FV_ERR_NOMEM, "out of memory creating model");
+        goto fail;
+    }
+    for (int i = 0; i < nn; i++) {
+        const struct fv_node *n = fv_graph_node(graph, i);
+        if (n->op != FV_OP_CONV2D && n->op != FV_OP_FULLY_CONNECTED)
+            continue;
+        const struct fv_blob *w = fv_graph_blob(graph, n->blobs[0]);
+        int rows = w->shape[0], cols = rows > 0 ? (int)(w->count / (size_t)rows) : 0;
+        size_t floats = fv_gemm_packed_floats(rows, cols);
+        if (floats == 0)
+            continue;
+        if (!(m->packed[i] = aligned_alloc(64, ((floats + 15) & ~(size_t)15) * sizeof(float)))) {
+            st = fv_error_set(err, FV_ERR_NOMEM, "out of memory packing '%s'", n->name);
+            goto fail;
+        }
+        fv_gemm_pack(rows, cols, w->data, m->packed[i]);
     }
     m->graph = graph;
     *out = m;
     return FV_OK;
 fail:
     if (m) {
+        free_packed(m, graph);
         free(m->alias);
         free(m->keep);
         free(m->fuse_prelu);
@@ -131,6 +160,7 @@ void fv_model_free(struct fv_model *m)
 {
     if (!m)
         return;
+    free_packed(m, m->graph);
     fv_graph_free(m->graph);
     free(m->alias);
     free(m->keep);
@@ -260,11 +290,11 @@ static enum fv_status plan_memory(struct fv_context *ctx, struct fv_error *err)
     for (int t = 0; t < nt; t++)
         if (m->keep[t])
             dies[t] = nn;
-    /* A convolution fused into the ADD after it reads its input while the ADD's
-     * output is being written: keep the input alive through the ADD. */
+    /* A node fused with the ADD or PReLU after it reads its input while that
+     * node's output is being written: keep the input alive through it. */
     for (int i = 0; i + 1 < nn; i++) {
         int in = m->alias[fv_graph_node(g, i)->inputs[0]];
-        if (m->fuse_add[i] && dies[in] < i + 1)
+        if ((m->fuse_add[i] || m->fuse_prelu[i]) && dies[in] < i + 1)
             dies[in] = i + 1;
     }
     int count = 0;
@@ -441,41 +471,47 @@ enum fv_status fv_context_run(struct fv_context *ctx, const float *input, int ba
                                                     n->kernel_w, n->stride_h, n->stride_w,
                                                     n->padding, os[2]);
         if (m->fuse_add[i]) {
+            /* conv(x) + r in one pass: r enters the GEMM's epilogue. */
             const struct fv_node *add = fv_graph_node(g, i + 1);
             int other = add->inputs[0] == n->output ? add->inputs[1] : add->inputs[0];
-            float *sum = tensor_out(ctx, add->output);
-            const float *bias = blob_data(g, n->blobs[1]);
-            /* out = r + bias (or r alone), then out += x · Wᵀ */
-            if (bias)
-                fv_ops_add(count, os[2], tensor_data(ctx, other), bias, (size_t)os[2],
-                           FV_ACT_NONE, sum);
-            else
-                memcpy(sum, tensor_data(ctx, other), count * sizeof *sum);
-            fv_ops_pointwise_accumulate(pixels, in[2], os[2], x, blob_data(g, n->blobs[0]), sum);
-            fv_ops_activation(count, add->activation, sum);
+            const struct fv_gemm_epilogue e = {.bias = blob_data(g, n->blobs[1]),
+                                               .residual = tensor_data(ctx, other),
+                                               .act = add->activation};
+            fv_ops_conv2d_fused(&s, x, blob_data(g, n->blobs[0]), m->packed[i], &e,
+                                ctx->scratch, tensor_out(ctx, add->output));
             i++;
             continue;
         }
         if (m->fuse_prelu[i]) {
-            /* conv/FC without its bias, then bias + PReLU in one pass into the
-             * PReLU's output; the PReLU node is consumed here. */
+            /* conv/FC/depthwise with the PReLU after it applied as the output is
+             * written, into the PReLU's output; the PReLU node is consumed here. */
             const struct fv_node *pr = fv_graph_node(g, i + 1);
+            const float *slopes = blob_data(g, pr->blobs[0]);
+            int n_slopes = (int)fv_graph_blob(g, pr->blobs[0])->count;
+            const struct fv_gemm_epilogue e = {.bias = blob_data(g, n->blobs[1]),
+                                               .slopes = slopes, .n_slopes = n_slopes};
+            float *py = tensor_out(ctx, pr->output);
             if (n->op == FV_OP_CONV2D)
-                fv_ops_conv2d(&s, x, blob_data(g, n->blobs[0]), NULL, FV_ACT_NONE, ctx->scratch, y);
+                fv_ops_conv2d_fused(&s, x, blob_data(g, n->blobs[0]), m->packed[i], &e,
+                                    ctx->scratch, py);
+            else if (n->op == FV_OP_DEPTHWISE_CONV2D)
+                fv_ops_depthwise_conv2d_prelu(&s, x, blob_data(g, n->blobs[0]),
+                                              blob_data(g, n->blobs[1]), slopes, n_slopes, py);
             else
-                fv_ops_fully_connected(batch, in[0] * in[1] * in[2], os[2], x,
-                                       blob_data(g, n->blobs[0]), NULL, FV_ACT_NONE, y);
-            fv_ops_bias_prelu(pixels, os[2], y, blob_data(g, n->blobs[1]),
-                              blob_data(g, pr->blobs[0]), (int)fv_graph_blob(g, pr->blobs[0])->count,
-                              tensor_out(ctx, pr->output));
+                fv_gemm_nt((size_t)batch, os[2], in[0] * in[1] * in[2], x,
+                           (size_t)in[0] * in[1] * in[2], blob_data(g, n->blobs[0]),
+                           m->packed[i], &e, py);
             i++;
             continue;
         }
         switch (n->op) {
-        case FV_OP_CONV2D:
-            fv_ops_conv2d(&s, x, blob_data(g, n->blobs[0]), blob_data(g, n->blobs[1]),
-                          n->activation, ctx->scratch, y);
+        case FV_OP_CONV2D: {
+            const struct fv_gemm_epilogue e = {.bias = blob_data(g, n->blobs[1]),
+                                               .act = n->activation};
+            fv_ops_conv2d_fused(&s, x, blob_data(g, n->blobs[0]), m->packed[i], &e, ctx->scratch,
+                                y);
             break;
+        }
         case FV_OP_DEPTHWISE_CONV2D:
             fv_ops_depthwise_conv2d(&s, x, blob_data(g, n->blobs[0]), blob_data(g, n->blobs[1]),
                                     n->activation, y);
@@ -483,11 +519,14 @@ enum fv_status fv_context_run(struct fv_context *ctx, const float *input, int ba
         case FV_OP_MAX_POOL2D:
             fv_ops_max_pool2d(&s, x, y);
             break;
-        case FV_OP_FULLY_CONNECTED:
-            fv_ops_fully_connected(batch, in[0] * in[1] * in[2], os[2], x,
-                                   blob_data(g, n->blobs[0]), blob_data(g, n->blobs[1]),
-                                   n->activation, y);
+        case FV_OP_FULLY_CONNECTED: {
+            const struct fv_gemm_epilogue e = {.bias = blob_data(g, n->blobs[1]),
+                                               .act = n->activation};
+            fv_gemm_nt((size_t)batch, os[2], in[0] * in[1] * in[2], x,
+                       (size_t)in[0] * in[1] * in[2], blob_data(g, n->blobs[0]), m->packed[i],
+                       &e, y);
             break;
+        }
         case FV_OP_PRELU:
             fv_ops_prelu(pixels, os[2], x, blob_data(g, n->blobs[0]),
                          (int)fv_graph_blob(g, n->blobs[0])->count, y);

@@ -1,34 +1,12 @@
 /* ops.c - forward kernels: im2col + sgemm convolutions, depthwise, pooling, PReLU, ... */
 #include "model/ops.h"
 
-#include <cblas.h>
+#include "model/gemm.h"
+#include "model/simd.h"
+
 #include <float.h>
 #include <math.h>
 #include <string.h>
-
-/* Hot loops get an AVX2/FMA clone where the CPU has it, plain SSE2 elsewhere. */
-#if defined(__x86_64__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define FV_HOT __attribute__((target_clones("avx2,fma", "default")))
-#else
-#define FV_HOT
-#endif
-
-/* Eight floats as one value: GCC and clang lower this to AVX in the avx2 clone and
- * to pairs of SSE registers elsewhere. Loads and stores go through memcpy, so no
- * alignment is assumed. */
-typedef float v8f __attribute__((vector_size(32)));
-typedef int v8i __attribute__((vector_size(32)));
-
-/* Macros rather than functions: a function taking or returning a 32-byte vector
- * would change the calling convention between the AVX and the default clone. */
-#define LOAD8(p) __extension__({ v8f v_; memcpy(&v_, (p), sizeof v_); v_; })
-#define STORE8(p, v) __extension__({ v8f s_ = (v); memcpy((p), &s_, sizeof s_); })
-#define SPLAT8(x) ((v8f){(x), (x), (x), (x), (x), (x), (x), (x)})
-/* Lane-wise select: a where a > b, else b (max) and the reverse (min). */
-#define MAX8(a, b) __extension__({ v8f a_ = (a), b_ = (b); v8i m_ = a_ > b_; \
-        (v8f)((m_ & (v8i)a_) | (~m_ & (v8i)b_)); })
-#define MIN8(a, b) __extension__({ v8f a_ = (a), b_ = (b); v8i m_ = a_ < b_; \
-        (v8f)((m_ & (v8i)a_) | (~m_ & (v8i)b_)); })
 
 /* im2col works on row blocks of at most this many floats, so scratch stays
  * small on big P-Net pyramid levels and the block stays in cache. */
@@ -100,20 +78,6 @@ FV_HOT void fv_ops_activation(size_t count, enum fv_activation act, float *data)
     }
 }
 
-FV_HOT static void add_bias_rows(size_t rows, int c, const float *bias, float *data)
-{
-    if (!bias)
-        return;
-    const int c8 = c & ~7;
-    for (size_t r = 0; r < rows; r++) {
-        float *row = data + r * (size_t)c;
-        for (int k = 0; k < c8; k += 8)
-            STORE8(row + k, LOAD8(row + k) + LOAD8(bias + k));
-        for (int k = c8; k < c; k++)
-            row[k] += bias[k];
-    }
-}
-
 void fv_ops_im2col(const struct fv_conv_shape *s, const float *input, size_t row0, size_t rows,
                    float *col)
 {
@@ -152,34 +116,51 @@ void fv_ops_im2col(const struct fv_conv_shape *s, const float *input, size_t row
     }
 }
 
-void fv_ops_conv2d(const struct fv_conv_shape *s, const float *input, const float *filter,
-                   const float *bias, enum fv_activation act, float *scratch, float *output)
+void fv_ops_conv2d_fused(const struct fv_conv_shape *s, const float *input, const float *filter,
+                         const float *packed, const struct fv_gemm_epilogue *e, float *scratch,
+                         float *output)
 {
     const size_t rows = (size_t)s->n * s->out_h * s->out_w;
     const int k = s->kernel_h * s->kernel_w * s->in_c;
     if (rows == 0)
         return;
     if (fv_conv_is_pointwise(s)) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, s->out_c, k, 1.0f, input,
-                    k, filter, k, 0.0f, output, s->out_c);
-    } else {
-        const size_t block = fv_conv_block_rows(s);
-        for (size_t r0 = 0; r0 < rows; r0 += block) {
-            size_t nr = rows - r0 < block ? rows - r0 : block;
-            fv_ops_im2col(s, input, r0, nr, scratch);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, s->out_c, k, 1.0f,
-                        scratch, k, filter, k, 0.0f, output + r0 * s->out_c, s->out_c);
-        }
+        fv_gemm_nt(rows, s->out_c, k, input, (size_t)k, filter, packed, e, output);
+        return;
     }
-    add_bias_rows(rows, s->out_c, bias, output);
-    fv_ops_activation(rows * s->out_c, act, output);
+    const size_t block = fv_conv_block_rows(s);
+    for (size_t r0 = 0; r0 < rows; r0 += block) {
+        size_t nr = rows - r0 < block ? rows - r0 : block;
+        struct fv_gemm_epilogue part = *e;
+        if (part.residual)
+            part.residual += r0 * s->out_c;
+        fv_ops_im2col(s, input, r0, nr, scratch);
+        fv_gemm_nt(nr, s->out_c, k, scratch, (size_t)k, filter, packed, &part,
+                   output + r0 * s->out_c);
+    }
 }
+
+void fv_ops_conv2d(const struct fv_conv_shape *s, const float *input, const float *filter,
+                   const float *bias, enum fv_activation act, float *scratch, float *output)
+{
+    const struct fv_gemm_epilogue e = {.bias = bias, .act = act};
+    fv_ops_conv2d_fused(s, input, filter, NULL, &e, scratch, output);
+}
+
+/* PReLU of eight channels [k0, k0 + 8) where slopes is set; x itself otherwise. */
+#define PRELU8(x, slopes, n_slopes, k0) __extension__({ v8f x_ = (x); \
+        if (slopes) { \
+            v8f a_ = (n_slopes) == 1 ? SPLAT8((slopes)[0]) : LOAD8((slopes) + (k0)); \
+            x_ = MAX8(x_, SPLAT8(0.0f)) + a_ * MIN8(x_, SPLAT8(0.0f)); \
+        } \
+        x_; })
 
 /* One output pixel of a depthwise convolution, channels [k0, k0 + 8): the
  * accumulator stays in registers across the window. */
-static inline __attribute__((always_inline)) void depthwise_pixel8(const struct fv_conv_shape *s, const float *img,
-                                    const float *filter, const float *bias, int oy, int ox, int k0,
-                                    float *out)
+static inline __attribute__((always_inline)) void
+depthwise_pixel8(const struct fv_conv_shape *s, const float *img, const float *filter,
+                 const float *bias, const float *slopes, int n_slopes, int oy, int ox, int k0,
+                 float *out)
 {
     const int c = s->in_c;
     v8f acc = bias ? LOAD8(bias + k0) : SPLAT8(0.0f);
@@ -195,16 +176,15 @@ static inline __attribute__((always_inline)) void depthwise_pixel8(const struct 
                    LOAD8(filter + ((size_t)ky * s->kernel_w + kx) * c + k0);
         }
     }
-    STORE8(out + k0, acc);
+    STORE8(out + k0, PRELU8(acc, slopes, n_slopes, k0));
 }
 
 /* Four horizontally adjacent output pixels whose windows lie inside the image
  * columns, channels [k0, k0 + 8): each filter tap is loaded once for all four. */
-static inline __attribute__((always_inline)) void depthwise_quad8(const struct fv_conv_shape *s,
-                                                                  const float *img,
-                                                                  const float *filter,
-                                                                  const float *bias, int oy,
-                                                                  int ox, int k0, float *out)
+static inline __attribute__((always_inline)) void
+depthwise_quad8(const struct fv_conv_shape *s, const float *img, const float *filter,
+                const float *bias, const float *slopes, int n_slopes, int oy, int ox, int k0,
+                float *out)
 {
     const int c = s->in_c;
     const size_t step = (size_t)s->stride_w * c;
@@ -223,22 +203,15 @@ static inline __attribute__((always_inline)) void depthwise_quad8(const struct f
             a3 += LOAD8(row + 3 * step) * wv;
         }
     }
-    STORE8(out + k0, a0);
-    STORE8(out + c + k0, a1);
-    STORE8(out + 2 * c + k0, a2);
-    STORE8(out + 3 * c + k0, a3);
+    STORE8(out + k0, PRELU8(a0, slopes, n_slopes, k0));
+    STORE8(out + c + k0, PRELU8(a1, slopes, n_slopes, k0));
+    STORE8(out + 2 * c + k0, PRELU8(a2, slopes, n_slopes, k0));
+    STORE8(out + 3 * c + k0, PRELU8(a3, slopes, n_slopes, k0));
 }
 
-void fv_ops_pointwise_accumulate(size_t rows, int in_c, int out_c, const float *input,
-                                 const float *filter, float *output)
-{
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, out_c, in_c, 1.0f, input,
-                in_c, filter, in_c, 1.0f, output, out_c);
-}
-
-FV_HOT void fv_ops_depthwise_conv2d(const struct fv_conv_shape *s, const float *input,
-                                    const float *filter, const float *bias,
-                                    enum fv_activation act, float *output)
+FV_HOT void fv_ops_depthwise_conv2d_prelu(const struct fv_conv_shape *s, const float *input,
+                                          const float *filter, const float *bias,
+                                          const float *slopes, int n_slopes, float *output)
 {
     const int c = s->in_c, c8 = c & ~7;
     /* Output columns whose whole window is inside the input columns. */
@@ -256,12 +229,12 @@ FV_HOT void fv_ops_depthwise_conv2d(const struct fv_conv_shape *s, const float *
                 float *out = out_img + ((size_t)oy * s->out_w + ox) * c;
                 if (c8 == c && ox >= ox_lo && ox + 4 <= ox_hi) {
                     for (int k0 = 0; k0 < c8; k0 += 8)
-                        depthwise_quad8(s, img, filter, bias, oy, ox, k0, out);
+                        depthwise_quad8(s, img, filter, bias, slopes, n_slopes, oy, ox, k0, out);
                     ox += 3;
                     continue;
                 }
                 for (int k0 = 0; k0 < c8; k0 += 8)
-                    depthwise_pixel8(s, img, filter, bias, oy, ox, k0, out);
+                    depthwise_pixel8(s, img, filter, bias, slopes, n_slopes, oy, ox, k0, out);
                 for (int k = c8; k < c; k++) {
                     float acc = bias ? bias[k] : 0.0f;
                     for (int ky = 0; ky < s->kernel_h; ky++) {
@@ -275,12 +248,21 @@ FV_HOT void fv_ops_depthwise_conv2d(const struct fv_conv_shape *s, const float *
                                        filter[((size_t)ky * s->kernel_w + kx) * c + k];
                         }
                     }
+                    if (slopes && acc < 0.0f)
+                        acc *= slopes[n_slopes == 1 ? 0 : k];
                     out[k] = acc;
                 }
             }
         }
     }
-    fv_ops_activation((size_t)s->n * s->out_h * s->out_w * c, act, output);
+}
+
+void fv_ops_depthwise_conv2d(const struct fv_conv_shape *s, const float *input,
+                             const float *filter, const float *bias, enum fv_activation act,
+                             float *output)
+{
+    fv_ops_depthwise_conv2d_prelu(s, input, filter, bias, NULL, 0, output);
+    fv_ops_activation((size_t)s->n * s->out_h * s->out_w * s->in_c, act, output);
 }
 
 FV_HOT void fv_ops_max_pool2d(const struct fv_conv_shape *s, const float *input, float *output)
@@ -321,10 +303,8 @@ FV_HOT void fv_ops_max_pool2d(const struct fv_conv_shape *s, const float *input,
 void fv_ops_fully_connected(int n, int in, int out, const float *input, const float *weights,
                             const float *bias, enum fv_activation act, float *output)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, input, in, weights,
-                in, 0.0f, output, out);
-    add_bias_rows((size_t)n, out, bias, output);
-    fv_ops_activation((size_t)n * out, act, output);
+    const struct fv_gemm_epilogue e = {.bias = bias, .act = act};
+    fv_gemm_nt((size_t)n, out, in, input, (size_t)in, weights, NULL, &e, output);
 }
 
 FV_HOT void fv_ops_prelu(size_t pixels, int c, const float *input, const float *slopes,

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 
+#include "model/gemm.h"
 #include "model/graph.h"
 
 /* Geometry of a convolution or pooling window over an NHWC batch. Padding is
@@ -43,14 +44,21 @@ size_t fv_ops_conv2d_scratch(const struct fv_conv_shape *s);
 /* filter O×KH×KW×I, bias O or NULL. */
 void fv_ops_conv2d(const struct fv_conv_shape *s, const float *input, const float *filter,
                    const float *bias, enum fv_activation act, float *scratch, float *output);
-/* output += input · filterᵀ for a 1×1, stride-1 convolution over `rows` pixels
- * (input rows × in_c, filter out_c × in_c, output rows × out_c). */
-void fv_ops_pointwise_accumulate(size_t rows, int in_c, int out_c, const float *input,
-                                 const float *filter, float *output);
+/* The same convolution with its epilogue (bias, residual, activation, PReLU)
+ * applied as the output is written, and the filter in fv_gemm_pack's layout
+ * when packed is not NULL. */
+void fv_ops_conv2d_fused(const struct fv_conv_shape *s, const float *input, const float *filter,
+                         const float *packed, const struct fv_gemm_epilogue *e, float *scratch,
+                         float *output);
 /* filter KH×KW×C, bias C or NULL; out_c == in_c. */
 void fv_ops_depthwise_conv2d(const struct fv_conv_shape *s, const float *input,
                              const float *filter, const float *bias, enum fv_activation act,
                              float *output);
+/* The same, with PReLU (slopes: c values, or one when n_slopes == 1; NULL for
+ * none) applied as each output is stored. */
+void fv_ops_depthwise_conv2d_prelu(const struct fv_conv_shape *s, const float *input,
+                                   const float *filter, const float *bias, const float *slopes,
+                                   int n_slopes, float *output);
 /* SAME padding never wins the max: padded cells are ignored. */
 void fv_ops_max_pool2d(const struct fv_conv_shape *s, const float *input, float *output);
 /* weights O×I, bias O or NULL; input n×I, output n×O. */

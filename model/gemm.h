@@ -1,0 +1,53 @@
+/* gemm.h - the inference GEMM: activations times constant weights, with the
+ * bias, residual add and activation applied as each output tile is stored.
+ *
+ *   float *packed = aligned_alloc(64, fv_gemm_packed_floats(n, k) * sizeof(float));
+ *   fv_gemm_pack(n, k, weights, packed);                  once, at model load
+ *   struct fv_gemm_epilogue e = {.bias = bias, .slopes = slopes, .n_slopes = n};
+ *   fv_gemm_nt(m, n, k, input, k, weights, packed, &e, output);
+ *
+ * On CPUs with AVX-512 the weights are packed once into 32-column panels and a
+ * register-blocked kernel computes 12 × 32 output tiles straight from the
+ * activations; elsewhere (or with packed == NULL, or FV_GEMM=blas in the
+ * environment) the product goes through cblas_sgemm and the epilogue is a
+ * second pass. Both give the same result up to float rounding order.
+ */
+#ifndef FV_GEMM_H
+#define FV_GEMM_H
+
+#include <stddef.h>
+
+#include "model/graph.h"
+
+/* What happens to each output value after the product, in this order:
+ * + bias[col], + residual[row][col], activation, PReLU. */
+struct fv_gemm_epilogue {
+    const float *bias;      /* n values or NULL */
+    const float *residual;  /* m × n (row stride n) or NULL; may be the output itself */
+    enum fv_activation act; /* FV_ACT_NONE, FV_ACT_RELU or FV_ACT_RELU6 */
+    const float *slopes;    /* PReLU slopes (n values, or 1 shared) or NULL */
+    int n_slopes;
+};
+
+/* 1 when the packed kernel runs on this CPU (and FV_GEMM=blas is not set). */
+int fv_gemm_packed_available(void);
+
+/* Floats a packed copy of an n × k weight matrix takes (0 when the packed
+ * kernel is not available). */
+size_t fv_gemm_packed_floats(int n, int k);
+
+/* Packs w (n × k, row-major: one row per output) into panels of 32 outputs,
+ * k-major inside a panel, zero-padded past n. packed must be 64-byte aligned. */
+void fv_gemm_pack(int n, int k, const float *w, float *packed);
+
+/* c (m × n, row stride n) = epilogue(a · wᵀ); a is m × k with row stride lda.
+ * packed is w in fv_gemm_pack's layout, or NULL to use w through BLAS. c must
+ * not overlap a. */
+void fv_gemm_nt(size_t m, int n, int k, const float *a, size_t lda, const float *w,
+                const float *packed, const struct fv_gemm_epilogue *e, float *c);
+
+/* The epilogue alone, applied in place to rows × n values of c that already
+ * hold the product. */
+void fv_gemm_epilogue_apply(size_t rows, int n, const struct fv_gemm_epilogue *e, float *c);
+
+#endif

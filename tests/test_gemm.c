@@ -1,0 +1,198 @@
+/* test_gemm.c - the packed-weight GEMM and its epilogue against a float64
+ * triple loop, on the edge sizes of its 12 × 32 tiles, and the depthwise
+ * convolution with PReLU fused. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/gemm.h"
+#include "model/ops.h"
+
+/* Deterministic values in [-1, 1). */
+static float value(unsigned *state)
+{
+    *state = *state * 1664525u + 1013904223u;
+    return (float)(*state >> 8) / (float)(1u << 23) - 1.0f;
+}
+
+/* c = epilogue(a · wᵀ) in double precision, the way gemm.h defines it. */
+static void reference(size_t m, int n, int k, const float *a, const float *w,
+                      const struct fv_gemm_epilogue *e, const float *residual, double *c)
+{
+    for (size_t i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double v = 0.0;
+            for (int p = 0; p < k; p++)
+                v += (double)a[i * (size_t)k + p] * w[(size_t)j * k + p];
+            if (e->bias)
+                v += e->bias[j];
+            if (residual)
+                v += residual[i * (size_t)n + j];
+            if (e->act != FV_ACT_NONE && v < 0.0)
+                v = 0.0;
+            if (e->act == FV_ACT_RELU6 && v > 6.0)
+                v = 6.0;
+            if (e->slopes && v < 0.0)
+                v *= e->slopes[e->n_slopes == 1 ? 0 : j];
+            c[i * (size_t)n + j] = v;
+        }
+}
+
+enum residual_kind { NO_RESIDUAL, SEPARATE, IN_PLACE };
+
+/* Runs one case through the packed kernel (when the CPU has it) and through
+ * BLAS, and compares both with the reference. */
+static void check_case(size_t m, int n, int k, int with_bias, enum fv_activation act,
+                       int n_slopes, enum residual_kind res)
+{
+    unsigned state = (unsigned)(m * 7919 + (size_t)n * 131 + (size_t)k);
+    float *a = malloc(m * (size_t)k * sizeof *a), *w = malloc((size_t)n * k * sizeof *w);
+    float *bias = malloc((size_t)n * sizeof *bias), *slopes = malloc((size_t)n * sizeof *slopes);
+    float *r = malloc(m * (size_t)n * sizeof *r), *c = malloc(m * (size_t)n * sizeof *c);
+    double *want = malloc(m * (size_t)n * sizeof *want);
+    size_t pf = fv_gemm_packed_floats(n, k);
+    float *packed = pf ? aligned_alloc(64, ((pf + 15) & ~(size_t)15) * sizeof *packed) : NULL;
+    cr_assert(a && w && bias && slopes && r && c && want && (!pf || packed));
+    for (size_t i = 0; i < m * (size_t)k; i++)
+        a[i] = value(&state);
+    for (size_t i = 0; i < (size_t)n * k; i++)
+        w[i] = value(&state);
+    for (int j = 0; j < n; j++) {
+        bias[j] = value(&state);
+        slopes[j] = 0.25f * value(&state);
+    }
+    for (size_t i = 0; i < m * (size_t)n; i++)
+        r[i] = value(&state);
+    struct fv_gemm_epilogue e = {.bias = with_bias ? bias : NULL, .act = act,
+                                 .slopes = n_slopes ? slopes : NULL, .n_slopes = n_slopes};
+    reference(m, n, k, a, w, &e, res == NO_RESIDUAL ? NULL : r, want);
+    if (packed)
+        fv_gemm_pack(n, k, w, packed);
+    for (int path = 0; path < 2; path++) {
+        const float *pk = path == 0 ? NULL : packed;
+        if (path == 1 && !packed)
+            break;
+        memset(c, 0xff, m * (size_t)n * sizeof *c); /* NaN: every element must be written */
+        if (res == IN_PLACE)
+            memcpy(c, r, m * (size_t)n * sizeof *c);
+        e.residual = res == NO_RESIDUAL ? NULL : res == IN_PLACE ? c : r;
+        fv_gemm_nt(m, n, k, a, (size_t)k, w, pk, &e, c);
+        for (size_t i = 0; i < m * (size_t)n; i++)
+            cr_assert(fabs(c[i] - want[i]) <= 1e-5 * (k + 2),
+                      "%s m=%zu n=%d k=%d element %zu: got %.7g, want %.7g",
+                      path ? "packed" : "blas", m, n, k, i, c[i], want[i]);
+    }
+    free(a), free(w), free(bias), free(slopes), free(r), free(c), free(want), free(packed);
+}
+
+Test(gemm, hand_computed_product_and_epilogue)
+{
+    /* a = [[1, 2], [3, 4]], w = [[1, 0], [1, -1], [0, 2]]: a · wᵀ = [[1, -1, 4], [3, -1, 8]].
+     * bias (0, 1, -10): [[1, 0, -6], [3, 0, -2]]; PReLU with slope 0.5: [[1, 0, -3], [3, 0, -1]]. */
+    const float a[] = {1, 2, 3, 4}, w[] = {1, 0, 1, -1, 0, 2}, bias[] = {0, 1, -10};
+    const float want[] = {1, 0, -3, 3, 0, -1};
+    float c[6], packed[2 * 32];
+    struct fv_gemm_epilogue e = {.bias = bias, .slopes = (const float[]){0.5f}, .n_slopes = 1};
+    fv_gemm_nt(2, 3, 2, a, 2, w, NULL, &e, c);
+    for (int i = 0; i < 6; i++)
+        cr_expect_float_eq(c[i], want[i], 1e-6, "blas element %d: %g", i, c[i]);
+    if (fv_gemm_packed_floats(3, 2) == 0)
+        return;
+    cr_assert_eq(fv_gemm_packed_floats(3, 2), 64); /* one panel of 32 columns, k = 2 */
+    float *aligned = aligned_alloc(64, sizeof packed);
+    fv_gemm_pack(3, 2, w, aligned);
+    /* Panel layout: k-major, 32 columns per k, zeros past n. */
+    cr_expect_eq(aligned[0], 1.0f);
+    cr_expect_eq(aligned[1], 1.0f);
+    cr_expect_eq(aligned[2], 0.0f);
+    cr_expect_eq(aligned[32 + 1], -1.0f);
+    cr_expect_eq(aligned[32 + 2], 2.0f);
+    cr_expect_eq(aligned[32 + 3], 0.0f);
+    memset(c, 0, sizeof c);
+    fv_gemm_nt(2, 3, 2, a, 2, w, aligned, &e, c);
+    for (int i = 0; i < 6; i++)
+        cr_expect_float_eq(c[i], want[i], 1e-6, "packed element %d: %g", i, c[i]);
+    free(aligned);
+}
+
+Test(gemm, tile_edges_against_reference)
+{
+    if (fv_gemm_packed_floats(32, 8) == 0)
+        fprintf(stderr, "gemm: no AVX-512 here (or FV_GEMM=blas): checking the BLAS path only\n");
+    /* Rows around the 12-row tile, columns around the 16- and 32-wide vectors. */
+    static const size_t ms[] = {1, 2, 11, 12, 13, 25, 49};
+    static const int ns[] = {1, 2, 10, 15, 16, 17, 31, 32, 33, 48, 64, 70};
+    static const int ks[] = {1, 3, 27, 64, 130};
+    for (size_t i = 0; i < sizeof ms / sizeof *ms; i++)
+        for (size_t j = 0; j < sizeof ns / sizeof *ns; j++)
+            for (size_t l = 0; l < sizeof ks / sizeof *ks; l++)
+                check_case(ms[i], ns[j], ks[l], 1, FV_ACT_NONE, 0, NO_RESIDUAL);
+}
+
+Test(gemm, every_epilogue)
+{
+    const enum fv_activation acts[] = {FV_ACT_NONE, FV_ACT_RELU, FV_ACT_RELU6};
+    for (int bias = 0; bias < 2; bias++)
+        for (int act = 0; act < 3; act++)
+            for (int slopes = 0; slopes < 3; slopes++) /* none, one shared, one per column */
+                for (int res = NO_RESIDUAL; res <= IN_PLACE; res++) {
+                    int n_slopes = slopes == 0 ? 0 : slopes == 1 ? 1 : 37;
+                    check_case(29, 37, 19, bias, acts[act], n_slopes, (enum residual_kind)res);
+                }
+}
+
+Test(gemm, large_values_relu6)
+{
+    /* Products far above 6 are clamped; with bias -100 all go to zero. */
+    float a[12 * 4], w[40 * 4], c[12 * 40];
+    for (int i = 0; i < 48; i++)
+        a[i] = 10.0f;
+    for (int i = 0; i < 160; i++)
+        w[i] = 1.0f;
+    size_t pf = fv_gemm_packed_floats(40, 4);
+    float *packed = pf ? aligned_alloc(64, pf * sizeof *packed) : NULL;
+    if (packed)
+        fv_gemm_pack(40, 4, w, packed);
+    struct fv_gemm_epilogue e = {.act = FV_ACT_RELU6};
+    fv_gemm_nt(12, 40, 4, a, 4, w, packed, &e, c);
+    for (int i = 0; i < 12 * 40; i++)
+        cr_assert_eq(c[i], 6.0f, "element %d: %g", i, c[i]);
+    float bias[40];
+    for (int j = 0; j < 40; j++)
+        bias[j] = -100.0f;
+    e.bias = bias;
+    fv_gemm_nt(12, 40, 4, a, 4, w, packed, &e, c);
+    for (int i = 0; i < 12 * 40; i++)
+        cr_assert_eq(c[i], 0.0f, "element %d: %g", i, c[i]);
+    free(packed);
+}
+
+Test(gemm, depthwise_with_prelu_equals_depthwise_then_prelu)
+{
+    /* 9×7×20 input (20 = two 8-channel vectors and a scalar tail), 3×3, stride 1 and 2. */
+    enum { H = 9, W = 7, C = 20 };
+    unsigned state = 7;
+    float x[H * W * C], f[9 * C], b[C], slopes[C], fused[H * W * C], apart[H * W * C];
+    for (int i = 0; i < H * W * C; i++)
+        x[i] = value(&state);
+    for (int i = 0; i < 9 * C; i++)
+        f[i] = value(&state);
+    for (int i = 0; i < C; i++) {
+        b[i] = value(&state);
+        slopes[i] = 0.3f * value(&state);
+    }
+    for (int stride = 1; stride <= 2; stride++)
+        for (int n_slopes = 1; n_slopes <= C; n_slopes += C - 1) {
+            struct fv_conv_shape s =
+                fv_conv_shape_make(1, H, W, C, 3, 3, stride, stride, FV_PADDING_SAME, C);
+            fv_ops_depthwise_conv2d_prelu(&s, x, f, b, slopes, n_slopes, fused);
+            fv_ops_depthwise_conv2d(&s, x, f, b, FV_ACT_NONE, apart);
+            size_t pixels = (size_t)s.out_h * s.out_w;
+            fv_ops_prelu(pixels, C, apart, slopes, n_slopes, apart);
+            for (size_t i = 0; i < pixels * C; i++)
+                cr_assert(fabsf(fused[i] - apart[i]) <= 1e-6f,
+                          "stride %d, %d slopes, element %zu: %g vs %g", stride, n_slopes, i,
+                          fused[i], apart[i]);
+        }
+}
