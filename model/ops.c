@@ -209,10 +209,124 @@ depthwise_quad8(const struct fv_conv_shape *s, const float *img, const float *fi
     STORE8(out + 3 * c + k0, PRELU8(a3, slopes, n_slopes, k0));
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define FV_DW512 1
+#define AVX512 __attribute__((target("avx512f")))
+
+/* 3×3 depthwise on 16 channels per vector with AVX-512's 32 registers: the nine
+ * filter taps stay in registers for a whole output row, and a strip of eight
+ * output pixels loads each input pixel of a kernel row once, feeding every
+ * output whose window covers it. Needs channels % 16 == 0. */
+static inline __attribute__((always_inline)) AVX512 __m512 dw512_prelu(__m512 v, __m512 a,
+                                                                        int have_slopes)
+{
+    if (!have_slopes)
+        return v;
+    return _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), v, a);
+}
+
+static inline __attribute__((always_inline)) AVX512 void
+dw512_strip(int stride, const float *const rows[3], int ky0, int ky1, int x0, int c,
+            const __m512 w[9], __m512 bias, __m512 slope, int have_slopes, float *out)
+{
+    __m512 acc[8];
+#pragma GCC unroll 8
+    for (int t = 0; t < 8; t++)
+        acc[t] = bias;
+    for (int ky = ky0; ky < ky1; ky++) {
+        const float *row = rows[ky] + (ptrdiff_t)x0 * c;
+#pragma GCC unroll 17
+        for (int j = 0; j < 7 * stride + 3; j++) {
+            const __m512 v = _mm512_loadu_ps(row + (size_t)j * c);
+#pragma GCC unroll 8
+            for (int t = 0; t < 8; t++) {
+                int kx = j - t * stride;
+                if (kx >= 0 && kx < 3)
+                    acc[t] = _mm512_fmadd_ps(v, w[ky * 3 + kx], acc[t]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < 8; t++)
+        _mm512_storeu_ps(out + (size_t)t * c, dw512_prelu(acc[t], slope, have_slopes));
+}
+
+static AVX512 void depthwise3x3_512(const struct fv_conv_shape *s, const float *input,
+                                    const float *filter, const float *bias, const float *slopes,
+                                    int n_slopes, float *output)
+{
+    const int c = s->in_c, sw = s->stride_w;
+    int ox_lo = (s->pad_left + sw - 1) / sw;
+    int ox_hi = (s->in_w - 3 + s->pad_left) / sw + 1;
+    if (ox_hi > s->out_w)
+        ox_hi = s->out_w;
+    if (ox_lo > ox_hi)
+        ox_lo = ox_hi;
+    for (int b = 0; b < s->n; b++) {
+        const float *img = input + (size_t)b * s->in_h * s->in_w * c;
+        float *out_img = output + (size_t)b * s->out_h * s->out_w * c;
+        for (int oy = 0; oy < s->out_h; oy++) {
+            const float *rows[3];
+            int ky0 = 3, ky1 = 0;
+            for (int ky = 0; ky < 3; ky++) {
+                int iy = oy * s->stride_h - s->pad_top + ky;
+                rows[ky] = img + (size_t)(iy < 0 ? 0 : iy >= s->in_h ? s->in_h - 1 : iy) * s->in_w * c;
+                if (iy >= 0 && iy < s->in_h) {
+                    ky0 = ky < ky0 ? ky : ky0;
+                    ky1 = ky + 1;
+                }
+            }
+            float *out_row = out_img + (size_t)oy * s->out_w * c;
+            for (int cb = 0; cb < c; cb += 16) {
+                __m512 w[9];
+                for (int t = 0; t < 9; t++)
+                    w[t] = _mm512_loadu_ps(filter + (size_t)t * c + cb);
+                const __m512 bv = bias ? _mm512_loadu_ps(bias + cb) : _mm512_setzero_ps();
+                const __m512 av = !slopes ? _mm512_setzero_ps()
+                                  : n_slopes == 1 ? _mm512_set1_ps(slopes[0])
+                                                  : _mm512_loadu_ps(slopes + cb);
+                const float *crows[3] = {rows[0] + cb, rows[1] + cb, rows[2] + cb};
+                for (int ox = 0; ox < s->out_w;) {
+                    int x0 = ox * sw - s->pad_left;
+                    if (ox >= ox_lo && ox + 8 <= ox_hi) {
+                        if (sw == 1)
+                            dw512_strip(1, crows, ky0, ky1, x0, c, w, bv, av, slopes != NULL,
+                                        out_row + (size_t)ox * c + cb);
+                        else
+                            dw512_strip(2, crows, ky0, ky1, x0, c, w, bv, av, slopes != NULL,
+                                        out_row + (size_t)ox * c + cb);
+                        ox += 8;
+                        continue;
+                    }
+                    __m512 acc = bv;
+                    for (int ky = ky0; ky < ky1; ky++)
+                        for (int kx = 0; kx < 3; kx++)
+                            if (x0 + kx >= 0 && x0 + kx < s->in_w)
+                                acc = _mm512_fmadd_ps(
+                                    _mm512_loadu_ps(crows[ky] + (size_t)(x0 + kx) * c),
+                                    w[ky * 3 + kx], acc);
+                    _mm512_storeu_ps(out_row + (size_t)ox * c + cb,
+                                     dw512_prelu(acc, av, slopes != NULL));
+                    ox++;
+                }
+            }
+        }
+    }
+}
+#endif
+
 FV_HOT void fv_ops_depthwise_conv2d_prelu(const struct fv_conv_shape *s, const float *input,
                                           const float *filter, const float *bias,
                                           const float *slopes, int n_slopes, float *output)
 {
+#ifdef FV_DW512
+    if (s->kernel_h == 3 && s->kernel_w == 3 && s->in_c % 16 == 0 && s->stride_w <= 2 &&
+        fv_gemm_packed_available()) {
+        depthwise3x3_512(s, input, filter, bias, slopes, n_slopes, output);
+        return;
+    }
+#endif
     const int c = s->in_c, c8 = c & ~7;
     /* Output columns whose whole window is inside the input columns. */
     int ox_lo = (s->pad_left + s->stride_w - 1) / s->stride_w;

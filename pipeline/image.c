@@ -18,6 +18,8 @@
 #include <jerror.h>
 #include <png.h>
 
+#include "model/simd.h"
+
 #define DEFAULT_MAX_BYTES ((size_t)20 * 1024 * 1024)
 #define DEFAULT_MAX_PIXELS ((uint64_t)40000000)
 
@@ -1117,32 +1119,69 @@ static inline uint8_t resample_round(int32_t sum)
     return (uint8_t)(sum < 0 ? 0 : sum > 255 ? 255 : sum);
 }
 
-/* dst row y reads src row y + row_offset. */
-static void resample_horizontal(const struct fv_image *src, struct fv_image *dst,
-                                int row_offset, const struct resample_weights *w)
+/* Rows resampled together by the horizontal pass: one vector lane per row. */
+#define RESAMPLE_ROWS 8
+
+/* dst row y reads src row y + row_offset. Eight rows at a time: the source
+ * rows are interleaved into block[x][channel][row], so each tap is one vector
+ * multiply-add per channel for all eight rows (every row shares the weights).
+ * The sums are integers, so the result is PIL's exactly whatever the order.
+ * block holds src->width * 24 values and staged dst->width * 24. */
+FV_HOT static void resample_horizontal_rows(const struct fv_image *src, struct fv_image *dst,
+                                            int row_offset, const struct resample_weights *w,
+                                            int32_t *block, int32_t *staged)
 {
-    for (int y = 0; y < dst->height; y++) {
-        const uint8_t *in = pixel_at(src, 0, y + row_offset);
-        uint8_t *out = pixel_at(dst, 0, y);
-        for (int x = 0; x < dst->width; x++, out += 3) {
+    const int in_w = src->width, out_w = dst->width;
+    for (int y0 = 0; y0 < dst->height; y0 += RESAMPLE_ROWS) {
+        int rows = dst->height - y0 < RESAMPLE_ROWS ? dst->height - y0 : RESAMPLE_ROWS;
+        for (int r = 0; r < RESAMPLE_ROWS; r++) {
+            /* a short last block repeats its last row; those lanes are not stored */
+            const uint8_t *in = pixel_at(src, 0, y0 + (r < rows ? r : rows - 1) + row_offset);
+            for (int i = 0; i < in_w * 3; i++)
+                block[i * RESAMPLE_ROWS + r] = in[i];
+        }
+        for (int x = 0; x < out_w; x++) {
             const int32_t *weight = w->weight + (size_t)x * (size_t)w->taps;
-            const uint8_t *p = in + (size_t)w->first[x] * 3;
-            int32_t r = 1 << (RESAMPLE_PRECISION_BITS - 1), g = r, b = r;
-            for (int k = 0; k < w->count[x]; k++, p += 3) {
-                r += (int32_t)p[0] * weight[k];
-                g += (int32_t)p[1] * weight[k];
-                b += (int32_t)p[2] * weight[k];
+            const int32_t *p = block + (size_t)w->first[x] * 3 * RESAMPLE_ROWS;
+            v8i r = SPLAT8I(1 << (RESAMPLE_PRECISION_BITS - 1)), g = r, b = r;
+            for (int k = 0; k < w->count[x]; k++, p += 3 * RESAMPLE_ROWS) {
+                v8i wk = SPLAT8I(weight[k]);
+                r += LOAD8I(p) * wk;
+                g += LOAD8I(p + RESAMPLE_ROWS) * wk;
+                b += LOAD8I(p + 2 * RESAMPLE_ROWS) * wk;
             }
-            out[0] = resample_round(r);
-            out[1] = resample_round(g);
-            out[2] = resample_round(b);
+            int32_t *out = staged + (size_t)x * 3 * RESAMPLE_ROWS;
+            STORE8I(out, r >> RESAMPLE_PRECISION_BITS);
+            STORE8I(out + RESAMPLE_ROWS, g >> RESAMPLE_PRECISION_BITS);
+            STORE8I(out + 2 * RESAMPLE_ROWS, b >> RESAMPLE_PRECISION_BITS);
+        }
+        for (int r = 0; r < rows; r++) {
+            uint8_t *out = pixel_at(dst, 0, y0 + r);
+            for (int i = 0; i < out_w * 3; i++) {
+                int32_t v = staged[i * RESAMPLE_ROWS + r];
+                out[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+            }
         }
     }
 }
 
+/* As above with the buffers allocated here; false when out of memory. */
+static bool resample_horizontal(const struct fv_image *src, struct fv_image *dst, int row_offset,
+                                const struct resample_weights *w)
+{
+    size_t lanes = 3 * RESAMPLE_ROWS;
+    int32_t *block = malloc((size_t)src->width * lanes * sizeof *block);
+    int32_t *staged = malloc((size_t)dst->width * lanes * sizeof *staged);
+    if (block && staged)
+        resample_horizontal_rows(src, dst, row_offset, w, block, staged);
+    free(block);
+    free(staged);
+    return block && staged;
+}
+
 /* dst row y reads src rows first[y] - row_offset.. A whole row accumulates tap by
  * tap in acc (stride values), which keeps the inner loop contiguous. */
-static void resample_vertical(const struct fv_image *src, struct fv_image *dst,
+FV_HOT static void resample_vertical(const struct fv_image *src, struct fv_image *dst,
                               int row_offset, const struct resample_weights *w, int32_t *acc)
 {
     size_t stride = (size_t)src->width * 3;
@@ -1204,10 +1243,12 @@ enum fv_status fv_image_resize(const struct fv_image *src, int width, int height
         temp = fv_image_new(width, last - first);
         if (!temp)
             goto fail;
-        resample_horizontal(src, temp, first, &horizontal);
+        if (!resample_horizontal(src, temp, first, &horizontal))
+            goto fail;
         resample_vertical(temp, dst, first, &vertical, acc);
     } else if (need_horizontal) {
-        resample_horizontal(src, dst, 0, &horizontal);
+        if (!resample_horizontal(src, dst, 0, &horizontal))
+            goto fail;
     } else {
         resample_vertical(src, dst, 0, &vertical, acc);
     }

@@ -168,31 +168,61 @@ Test(gemm, large_values_relu6)
     free(packed);
 }
 
-Test(gemm, depthwise_with_prelu_equals_depthwise_then_prelu)
+/* Depthwise convolution + bias + PReLU straight from the definition. */
+static float depthwise_reference(const struct fv_conv_shape *s, const float *x, const float *f,
+                                 const float *b, const float *slopes, int n_slopes, int oy,
+                                 int ox, int k)
 {
-    /* 9×7×20 input (20 = two 8-channel vectors and a scalar tail), 3×3, stride 1 and 2. */
-    enum { H = 9, W = 7, C = 20 };
+    double acc = b[k];
+    for (int ky = 0; ky < s->kernel_h; ky++)
+        for (int kx = 0; kx < s->kernel_w; kx++) {
+            int iy = oy * s->stride_h - s->pad_top + ky, ix = ox * s->stride_w - s->pad_left + kx;
+            if (iy >= 0 && iy < s->in_h && ix >= 0 && ix < s->in_w)
+                acc += (double)x[((size_t)iy * s->in_w + ix) * s->in_c + k] *
+                       f[((size_t)ky * s->kernel_w + kx) * s->in_c + k];
+        }
+    if (acc < 0.0)
+        acc *= slopes[n_slopes == 1 ? 0 : k];
+    return (float)acc;
+}
+
+/* 20 channels take the eight-wide kernels with a scalar tail, 32 the 16-wide
+ * AVX-512 one (where the CPU has it); widths 23 and 13 give full eight-pixel
+ * strips and left-over pixels at both strides, SAME and VALID. */
+Test(gemm, depthwise_with_prelu_against_reference)
+{
+    enum { H = 11, W = 23, CMAX = 32 };
     unsigned state = 7;
-    float x[H * W * C], f[9 * C], b[C], slopes[C], fused[H * W * C], apart[H * W * C];
-    for (int i = 0; i < H * W * C; i++)
+    static float x[H * W * CMAX], f[9 * CMAX], b[CMAX], slopes[CMAX], y[H * W * CMAX];
+    for (int i = 0; i < H * W * CMAX; i++)
         x[i] = value(&state);
-    for (int i = 0; i < 9 * C; i++)
+    for (int i = 0; i < 9 * CMAX; i++)
         f[i] = value(&state);
-    for (int i = 0; i < C; i++) {
+    for (int i = 0; i < CMAX; i++) {
         b[i] = value(&state);
         slopes[i] = 0.3f * value(&state);
     }
-    for (int stride = 1; stride <= 2; stride++)
-        for (int n_slopes = 1; n_slopes <= C; n_slopes += C - 1) {
-            struct fv_conv_shape s =
-                fv_conv_shape_make(1, H, W, C, 3, 3, stride, stride, FV_PADDING_SAME, C);
-            fv_ops_depthwise_conv2d_prelu(&s, x, f, b, slopes, n_slopes, fused);
-            fv_ops_depthwise_conv2d(&s, x, f, b, FV_ACT_NONE, apart);
-            size_t pixels = (size_t)s.out_h * s.out_w;
-            fv_ops_prelu(pixels, C, apart, slopes, n_slopes, apart);
-            for (size_t i = 0; i < pixels * C; i++)
-                cr_assert(fabsf(fused[i] - apart[i]) <= 1e-6f,
-                          "stride %d, %d slopes, element %zu: %g vs %g", stride, n_slopes, i,
-                          fused[i], apart[i]);
-        }
+    const int channels[] = {20, 32}, widths[] = {W, 13};
+    for (int ci = 0; ci < 2; ci++)
+        for (int wi = 0; wi < 2; wi++)
+            for (int stride = 1; stride <= 2; stride++)
+                for (int pad = 0; pad < 2; pad++)
+                    for (int n_slopes = 1; n_slopes <= 2; n_slopes++) {
+                        int c = channels[ci], ns = n_slopes == 1 ? 1 : c;
+                        struct fv_conv_shape s = fv_conv_shape_make(
+                            1, H, widths[wi], c, 3, 3, stride, stride,
+                            pad ? FV_PADDING_SAME : FV_PADDING_VALID, c);
+                        fv_ops_depthwise_conv2d_prelu(&s, x, f, b, slopes, ns, y);
+                        for (int oy = 0; oy < s.out_h; oy++)
+                            for (int ox = 0; ox < s.out_w; ox++)
+                                for (int k = 0; k < c; k++) {
+                                    float want = depthwise_reference(&s, x, f, b, slopes, ns, oy,
+                                                                     ox, k);
+                                    float got = y[((size_t)oy * s.out_w + ox) * c + k];
+                                    cr_assert(fabsf(got - want) <= 1e-5f,
+                                              "c %d w %d stride %d %s: (%d, %d, %d) %g vs %g", c,
+                                              widths[wi], stride, pad ? "SAME" : "VALID", oy, ox,
+                                              k, got, want);
+                                }
+                    }
 }

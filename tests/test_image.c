@@ -1131,6 +1131,28 @@ Test(image, resize_matches_pil_on_a_pattern)
     fv_image_free(src);
 }
 
+/* The horizontal pass resamples eight rows at a time: a 21-row image resized
+ * in width only must match each of its rows resized on its own. */
+Test(image, resize_rows_in_blocks_match_single_rows)
+{
+    struct fv_image *src = random_image(53, 21, 5);
+    const int widths[] = {7, 30, 53 * 2 + 1};
+    for (size_t i = 0; i < sizeof widths / sizeof *widths; i++) {
+        struct fv_image *all = resize_ok(src, widths[i], 21);
+        for (int y = 0; y < 21; y++) {
+            struct fv_image *row = fv_image_crop(src, 0, y, 53, 1);
+            struct fv_image *one = resize_ok(row, widths[i], 1);
+            cr_expect_eq(memcmp(one->rgb, all->rgb + (size_t)y * widths[i] * 3,
+                                (size_t)widths[i] * 3), 0, "width %d, row %d differs",
+                         widths[i], y);
+            fv_image_free(row);
+            fv_image_free(one);
+        }
+        fv_image_free(all);
+    }
+    fv_image_free(src);
+}
+
 Test(image, resize_same_size_copies_and_bad_size_fails)
 {
     struct fv_image *src = random_image(6, 4, 2);
