@@ -113,12 +113,21 @@ store_vec(__m512 v, __mmask16 mask, size_t row, int col, int n,
     _mm512_mask_storeu_ps(c + row * n + col, mask, v);
 }
 
-/* One MR × (16 · NV) tile: rows [row, row + MR) and columns [col, col + 16 · NV)
- * of c, from MR rows of a and one packed panel. MR and NV are constants after
- * inlining, so the accumulators live in registers. */
+/* How a tile reads its rows of A: row i of the tile, column p (p = seg · len + q)
+ * is a[i · lda + seg · seg_stride + q]. A plain matrix has one segment of k
+ * columns; the windows of a convolution have one segment per kernel row. */
+struct a_rows {
+    const float *a;
+    size_t lda, seg_stride;
+    int segs, seg_len;
+};
+
+/* One MR × (16 · NV) tile: MR rows of A against one packed panel, stored to c
+ * rows [row, row + MR), columns [col, col + 16 · NV). MR and NV are constants
+ * after inlining, so the accumulators live in registers. */
 static inline __attribute__((always_inline)) AVX512 void
-tile(int mr, int nv, size_t row, int col, int n, int k, const float *a, size_t lda,
-     const float *panel, __mmask16 m0, __mmask16 m1, const struct fv_gemm_epilogue *e, float *c)
+tile(int mr, int nv, const struct a_rows *ar, size_t row, int col, int n, const float *panel,
+     __mmask16 m0, __mmask16 m1, const struct fv_gemm_epilogue *e, float *c)
 {
     __m512 acc0[TILE_M], acc1[TILE_M];
 #pragma GCC unroll 12
@@ -126,17 +135,20 @@ tile(int mr, int nv, size_t row, int col, int n, int k, const float *a, size_t l
         acc0[i] = _mm512_setzero_ps();
         acc1[i] = _mm512_setzero_ps();
     }
-    const float *ar = a + row * lda;
-    for (int p = 0; p < k; p++) {
-        const __m512 b0 = _mm512_load_ps(panel + (size_t)p * PANEL);
-        const __m512 b1 = nv > 1 ? _mm512_load_ps(panel + (size_t)p * PANEL + 16) : b0;
+    const size_t lda = ar->lda;
+    const float *a = ar->a;
+    for (int seg = 0; seg < ar->segs; seg++, a += ar->seg_stride) {
+        for (int q = 0; q < ar->seg_len; q++, panel += PANEL) {
+            const __m512 b0 = _mm512_load_ps(panel);
+            const __m512 b1 = nv > 1 ? _mm512_load_ps(panel + 16) : b0;
 #pragma GCC unroll 12
-        for (int i = 0; i < TILE_M; i++) {
-            if (i < mr) {
-                const __m512 av = _mm512_set1_ps(ar[i * lda + p]);
-                acc0[i] = _mm512_fmadd_ps(av, b0, acc0[i]);
-                if (nv > 1)
-                    acc1[i] = _mm512_fmadd_ps(av, b1, acc1[i]);
+            for (int i = 0; i < TILE_M; i++) {
+                if (i < mr) {
+                    const __m512 av = _mm512_set1_ps(a[i * lda + q]);
+                    acc0[i] = _mm512_fmadd_ps(av, b0, acc0[i]);
+                    if (nv > 1)
+                        acc1[i] = _mm512_fmadd_ps(av, b1, acc1[i]);
+                }
             }
         }
     }
@@ -153,13 +165,13 @@ tile(int mr, int nv, size_t row, int col, int n, int k, const float *a, size_t l
 #define TILE_CASE(MR)                                                                   \
     case MR:                                                                            \
         if (nv > 1)                                                                     \
-            tile(MR, 2, row, col, n, k, a, lda, panel, m0, m1, e, c);                   \
+            tile(MR, 2, ar, row, col, n, panel, m0, m1, e, c);                          \
         else                                                                            \
-            tile(MR, 1, row, col, n, k, a, lda, panel, m0, m1, e, c);                   \
+            tile(MR, 1, ar, row, col, n, panel, m0, m1, e, c);                          \
         break;
 
-static AVX512 void tile_any(int mr, int nv, size_t row, int col, int n, int k, const float *a,
-                            size_t lda, const float *panel, __mmask16 m0, __mmask16 m1,
+static AVX512 void tile_any(int mr, int nv, const struct a_rows *ar, size_t row, int col, int n,
+                            const float *panel, __mmask16 m0, __mmask16 m1,
                             const struct fv_gemm_epilogue *e, float *c)
 {
     switch (mr) {
@@ -168,21 +180,69 @@ static AVX512 void tile_any(int mr, int nv, size_t row, int col, int n, int k, c
     }
 }
 
+/* Rows [row, row + mr) of c against every panel; ar points at their first row. */
+static AVX512 void tile_row(int mr, const struct a_rows *ar, size_t row, int n, int k,
+                            const float *packed, const struct fv_gemm_epilogue *e, float *c)
+{
+    for (int col = 0; col < n; col += PANEL) {
+        int cols = n - col < PANEL ? n - col : PANEL;
+        __mmask16 m0 = cols >= 16 ? 0xFFFF : (__mmask16)((1u << cols) - 1);
+        __mmask16 m1 = cols >= 32 ? 0xFFFF : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1) : 0;
+        tile_any(mr, cols > 16 ? 2 : 1, ar, row, col, n, packed + (size_t)col * k, m0, m1, e, c);
+    }
+}
+
 static AVX512 void gemm_packed(size_t m, int n, int k, const float *a, size_t lda,
                                const float *packed, const struct fv_gemm_epilogue *e, float *c)
 {
     for (size_t row = 0; row < m; row += TILE_M) {
         int mr = m - row < TILE_M ? (int)(m - row) : TILE_M;
-        for (int col = 0; col < n; col += PANEL) {
-            int cols = n - col < PANEL ? n - col : PANEL;
-            __mmask16 m0 = cols >= 16 ? 0xFFFF : (__mmask16)((1u << cols) - 1);
-            __mmask16 m1 = cols >= 32 ? 0xFFFF : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1) : 0;
-            tile_any(mr, cols > 16 ? 2 : 1, row, col, n, k, a, lda, packed + (size_t)col * k, m0,
-                     m1, e, c);
+        struct a_rows ar = {a + row * lda, lda, 0, 1, k};
+        tile_row(mr, &ar, row, n, k, packed, e, c);
+    }
+}
+
+/* Output pixels of one output row share a stride between their windows
+ * (stride_w · c), so tiles never cross an output row. */
+static AVX512 void gemm_windows(const struct fv_gemm_windows *win, const float *input, int n,
+                                const float *packed, const struct fv_gemm_epilogue *e, float *c)
+{
+    const int k = win->kernel_h * win->kernel_w * win->c;
+    const size_t row_floats = (size_t)win->in_w * win->c;
+    for (int b = 0; b < win->n; b++) {
+        const float *img = input + (size_t)b * win->in_h * row_floats;
+        for (int oy = 0; oy < win->out_h; oy++) {
+            const float *line = img + (size_t)oy * win->stride_h * row_floats;
+            size_t row0 = ((size_t)b * win->out_h + oy) * win->out_w;
+            for (int ox = 0; ox < win->out_w; ox += TILE_M) {
+                int mr = win->out_w - ox < TILE_M ? win->out_w - ox : TILE_M;
+                struct a_rows ar = {line + (size_t)ox * win->stride_w * win->c,
+                                    (size_t)win->stride_w * win->c, row_floats, win->kernel_h,
+                                    win->kernel_w * win->c};
+                tile_row(mr, &ar, row0 + ox, n, k, packed, e, c);
+            }
         }
     }
 }
 #endif
+
+int fv_gemm_windows_ok(const struct fv_gemm_windows *win, const float *packed)
+{
+    return packed && fv_gemm_packed_available() && win->out_w >= 8 &&
+           (win->out_h - 1) * win->stride_h + win->kernel_h <= win->in_h &&
+           (win->out_w - 1) * win->stride_w + win->kernel_w <= win->in_w;
+}
+
+void fv_gemm_windows_nt(const struct fv_gemm_windows *win, const float *input, int n,
+                        const float *packed, const struct fv_gemm_epilogue *e, float *c)
+{
+    static const struct fv_gemm_epilogue none = {0};
+#ifdef FV_GEMM_X86
+    gemm_windows(win, input, n, packed, e ? e : &none, c);
+#else
+    (void)win, (void)input, (void)n, (void)packed, (void)e, (void)c, (void)none;
+#endif
+}
 
 void fv_gemm_nt(size_t m, int n, int k, const float *a, size_t lda, const float *w,
                 const float *packed, const struct fv_gemm_epilogue *e, float *c)

@@ -46,6 +46,27 @@ void fv_gemm_pack(int n, int k, const float *w, float *packed);
 void fv_gemm_nt(size_t m, int n, int k, const float *a, size_t lda, const float *w,
                 const float *packed, const struct fv_gemm_epilogue *e, float *c);
 
+/* The rows of A as the windows of a convolution without padding over an NHWC
+ * batch: row (b, oy, ox) is the kernel_h × kernel_w × c window at
+ * (oy · stride_h, ox · stride_w) of image b, flattened in (ky, kx, channel)
+ * order. The packed kernel reads the windows in place, with no im2col copy. */
+struct fv_gemm_windows {
+    int n, in_h, in_w, c;
+    int kernel_h, kernel_w, stride_h, stride_w;
+    int out_h, out_w;
+};
+
+/* 1 when fv_gemm_windows_nt can run win: the packed kernel is available, packed
+ * is set, every window lies inside the image and output rows are at least 8
+ * pixels wide (narrower ones are cheaper through im2col). */
+int fv_gemm_windows_ok(const struct fv_gemm_windows *win, const float *packed);
+
+/* c (n·out_h·out_w × n_out, row stride n_out) = epilogue(windows · wᵀ), with w
+ * in fv_gemm_pack's layout (n_out × kernel_h·kernel_w·c). Only when
+ * fv_gemm_windows_ok(win, packed). */
+void fv_gemm_windows_nt(const struct fv_gemm_windows *win, const float *input, int n_out,
+                        const float *packed, const struct fv_gemm_epilogue *e, float *c);
+
 /* The epilogue alone, applied in place to rows × n values of c that already
  * hold the product. */
 void fv_gemm_epilogue_apply(size_t rows, int n, const struct fv_gemm_epilogue *e, float *c);

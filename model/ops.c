@@ -128,6 +128,13 @@ void fv_ops_conv2d_fused(const struct fv_conv_shape *s, const float *input, cons
         fv_gemm_nt(rows, s->out_c, k, input, (size_t)k, filter, packed, e, output);
         return;
     }
+    const struct fv_gemm_windows win = {s->n, s->in_h, s->in_w, s->in_c, s->kernel_h,
+                                        s->kernel_w, s->stride_h, s->stride_w, s->out_h,
+                                        s->out_w};
+    if (s->pad_top == 0 && s->pad_left == 0 && fv_gemm_windows_ok(&win, packed)) {
+        fv_gemm_windows_nt(&win, input, s->out_c, packed, e, output);
+        return;
+    }
     const size_t block = fv_conv_block_rows(s);
     for (size_t r0 = 0; r0 < rows; r0 += block) {
         size_t nr = rows - r0 < block ? rows - r0 : block;

@@ -226,3 +226,61 @@ Test(gemm, depthwise_with_prelu_against_reference)
                                 }
                     }
 }
+
+/* Convolutions whose windows the packed kernel reads in place (no padding,
+ * output rows of 8 or more) against the definition, batch of 2, with the
+ * last tile of each output row partly filled; and through im2col + BLAS. */
+Test(gemm, convolution_windows_against_reference)
+{
+    static const int cases[][7] = {
+        /* in_h, in_w, c, kernel, stride, out_c, padding (1 = SAME) */
+        {12, 30, 3, 3, 1, 10, 0}, {23, 23, 32, 3, 1, 64, 0}, {10, 19, 16, 2, 1, 40, 0},
+        {9, 40, 8, 1, 2, 17, 0},  {17, 33, 5, 3, 2, 33, 0},  {14, 14, 3, 3, 2, 16, 1},
+    };
+    unsigned state = 11;
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        const int *cs = cases[ci];
+        struct fv_conv_shape s = fv_conv_shape_make(2, cs[0], cs[1], cs[2], cs[3], cs[3], cs[4],
+                                                    cs[4], cs[6] ? FV_PADDING_SAME : FV_PADDING_VALID,
+                                                    cs[5]);
+        int k = cs[3] * cs[3] * cs[2];
+        size_t in = (size_t)2 * cs[0] * cs[1] * cs[2], rows = (size_t)2 * s.out_h * s.out_w;
+        float *x = malloc(in * sizeof *x), *w = malloc((size_t)cs[5] * k * sizeof *w);
+        float *bias = malloc((size_t)cs[5] * sizeof *bias);
+        float *y = malloc(rows * cs[5] * sizeof *y), *y2 = malloc(rows * cs[5] * sizeof *y2);
+        float *scratch = malloc(fv_ops_conv2d_scratch(&s) * sizeof *scratch + 64);
+        size_t pf = fv_gemm_packed_floats(cs[5], k);
+        float *packed = pf ? aligned_alloc(64, ((pf + 15) & ~(size_t)15) * sizeof *packed) : NULL;
+        for (size_t i = 0; i < in; i++)
+            x[i] = value(&state);
+        for (size_t i = 0; i < (size_t)cs[5] * k; i++)
+            w[i] = value(&state);
+        for (int i = 0; i < cs[5]; i++)
+            bias[i] = value(&state);
+        if (packed)
+            fv_gemm_pack(cs[5], k, w, packed);
+        struct fv_gemm_epilogue e = {.bias = bias};
+        fv_ops_conv2d_fused(&s, x, w, packed, &e, scratch, y);
+        fv_ops_conv2d(&s, x, w, bias, FV_ACT_NONE, scratch, y2);
+        for (int b = 0; b < 2; b++)
+            for (int oy = 0; oy < s.out_h; oy++)
+                for (int ox = 0; ox < s.out_w; ox++)
+                    for (int o = 0; o < cs[5]; o++) {
+                        double want = bias[o];
+                        for (int ky = 0; ky < cs[3]; ky++)
+                            for (int kx = 0; kx < cs[3]; kx++) {
+                                int iy = oy * cs[4] - s.pad_top + ky, ix = ox * cs[4] - s.pad_left + kx;
+                                if (iy < 0 || iy >= cs[0] || ix < 0 || ix >= cs[1])
+                                    continue;
+                                for (int ch = 0; ch < cs[2]; ch++)
+                                    want += (double)x[(((size_t)b * cs[0] + iy) * cs[1] + ix) * cs[2] + ch] *
+                                            w[(((size_t)o * cs[3] + ky) * cs[3] + kx) * cs[2] + ch];
+                            }
+                        size_t at = (((size_t)b * s.out_h + oy) * s.out_w + ox) * cs[5] + o;
+                        cr_assert(fabs(y[at] - want) <= 1e-4 && fabs(y2[at] - want) <= 1e-4,
+                                  "case %zu (%d, %d, %d, %d): packed %g, im2col %g, want %g", ci,
+                                  b, oy, ox, o, y[at], y2[at], want);
+                    }
+        free(x), free(w), free(bias), free(y), free(y2), free(scratch), free(packed);
+    }
+}
