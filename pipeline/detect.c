@@ -427,12 +427,15 @@ enum fv_status fv_detect(struct fv_detector_context *ctx, const struct fv_image 
         return fv_error_set(err, FV_ERR_INVALID_ARG, "empty image");
 
     /* Stage 1: P-Net over the pyramid. */
+    struct fv_resampler *pyramid = fv_resampler_new(img);
+    if (!pyramid)
+        return fv_error_set(err, FV_ERR_NOMEM, "out of memory building the image pyramid");
     float m = (float)PNET_CELL / p->min_face;
     float minl = (float)(img->width < img->height ? img->width : img->height) * m;
     for (float scale = m; minl >= PNET_CELL; scale *= p->factor, minl *= p->factor) {
         int hs = (int)ceil((double)img->height * scale), ws = (int)ceil((double)img->width * scale);
         struct fv_image *level = NULL;
-        if ((st = fv_image_resize(img, ws, hs, &level, err)))
+        if ((st = fv_resampler_resize(pyramid, ws, hs, &level, err)))
             goto fail;
         level_list.n = 0;
         st = pnet_level(ctx, level, scale, p->thresholds[0], &level_list, err);
@@ -499,6 +502,7 @@ enum fv_status fv_detect(struct fv_detector_context *ctx, const struct fv_image 
     }
     st = FV_OK;
 fail:
+    fv_resampler_free(pyramid);
     free(all.c);
     free(level_list.c);
     return st;

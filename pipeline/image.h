@@ -94,6 +94,16 @@ enum fv_status fv_image_save(const struct fv_image *img, const char *path,
 enum fv_status fv_image_resize(const struct fv_image *src, int width, int height,
                                struct fv_image **out, struct fv_error *err);
 
+/* Several sizes of one source (an image pyramid): the resampler keeps the
+ * source's rows in the layout the horizontal pass reads, so each further size
+ * costs only its own filtering. Results are fv_image_resize's exactly. src must
+ * outlive the resampler. NULL when out of memory or src is empty. */
+struct fv_resampler;
+struct fv_resampler *fv_resampler_new(const struct fv_image *src);
+enum fv_status fv_resampler_resize(const struct fv_resampler *rs, int width, int height,
+                                   struct fv_image **out, struct fv_error *err);
+void fv_resampler_free(struct fv_resampler *rs);
+
 /* The w x h region of src whose top-left corner is (x, y), as a new image
  * owned by the caller. The region may extend past src (or lie wholly outside
  * it): only the overlap is copied and every other pixel is black, as in PIL's
