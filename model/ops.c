@@ -409,6 +409,15 @@ FV_HOT void fv_ops_max_pool2d(const struct fv_conv_shape *s, const float *input,
                             m = MAX8(LOAD8(img + ((size_t)iy * s->in_w + ix) * c + k), m);
                     STORE8(out + k, m);
                 }
+                if (c8 < c && c >= 8) {
+                    /* the last eight channels again, overlapping: a max is a max */
+                    v8f m = SPLAT8(-FLT_MAX);
+                    for (int iy = y0; iy < y1; iy++)
+                        for (int ix = x0; ix < x1; ix++)
+                            m = MAX8(LOAD8(img + ((size_t)iy * s->in_w + ix) * c + c - 8), m);
+                    STORE8(out + c - 8, m);
+                    continue;
+                }
                 for (int k = c8; k < c; k++) {
                     float m = -FLT_MAX;
                     for (int iy = y0; iy < y1; iy++)

@@ -73,6 +73,27 @@ struct fv_image *fv_align_warp(const struct fv_image *src, const float m[2][3], 
             uint8_t *d = out->rgb + 3 * ((size_t)v * width + u);
             if (!(x > -1.0 && y > -1.0 && x < src->width && y < src->height))
                 continue; /* black */
+            if (x >= 0.0 && y >= 0.0 && x < src->width - 1 && y < src->height - 1) {
+                /* All four neighbours inside: the loop below without its checks
+                 * (truncation is floor here, and the sums are the same, in the
+                 * same order). */
+                int x0 = (int)x, y0 = (int)y;
+                double fx = x - x0, fy = y - y0;
+                const uint8_t *s0 = src->rgb + 3 * ((size_t)y0 * src->width + x0);
+                const uint8_t *s1 = s0 + 3 * (size_t)src->width;
+                double w00 = (1 - fx) * (1 - fy), w01 = fx * (1 - fy), w10 = (1 - fx) * fy,
+                       w11 = fx * fy;
+                for (int c = 0; c < 3; c++) {
+                    double acc = 0.0;
+                    acc += w00 * s0[c];
+                    acc += w01 * s0[3 + c];
+                    acc += w10 * s1[c];
+                    acc += w11 * s1[3 + c];
+                    int val = (int)(acc + 0.5);
+                    d[c] = (uint8_t)(val > 255 ? 255 : val);
+                }
+                continue;
+            }
             int x0 = (int)floor(x), y0 = (int)floor(y);
             double fx = x - x0, fy = y - y0;
             double acc[3] = {0, 0, 0};
