@@ -1136,21 +1136,20 @@ static inline __attribute__((always_inline)) void transpose8x8(const uint8_t *co
         memcpy(&a[r], in[r], 8);
     }
     for (int j = 0; j < 4; j++)
-        t[j] = __builtin_shuffle(a[2 * j], a[2 * j + 1],
-                                 (v16u8){0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23});
+        t[j] = __builtin_shufflevector(a[2 * j], a[2 * j + 1], 0, 16, 1, 17, 2, 18, 3, 19, 4, 20,
+                                       5, 21, 6, 22, 7, 23);
     for (int j = 0; j < 2; j++) {
-        u[2 * j] = __builtin_shuffle(t[2 * j], t[2 * j + 1], (v16u8){0, 1, 16, 17, 2, 3, 18, 19,
-                                                                     4, 5, 20, 21, 6, 7, 22, 23});
-        u[2 * j + 1] = __builtin_shuffle(t[2 * j], t[2 * j + 1],
-                                         (v16u8){8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29,
-                                                 14, 15, 30, 31});
+        u[2 * j] = __builtin_shufflevector(t[2 * j], t[2 * j + 1], 0, 1, 16, 17, 2, 3, 18, 19, 4,
+                                           5, 20, 21, 6, 7, 22, 23);
+        u[2 * j + 1] = __builtin_shufflevector(t[2 * j], t[2 * j + 1], 8, 9, 24, 25, 10, 11, 26,
+                                               27, 12, 13, 28, 29, 14, 15, 30, 31);
     }
     /* u[0]: columns 0-3 of rows 0-3, u[2]: of rows 4-7; u[1], u[3]: columns 4-7 */
     for (int j = 0; j < 2; j++) {
-        v[2 * j] = __builtin_shuffle(u[j], u[j + 2], (v16u8){0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6,
-                                                             7, 20, 21, 22, 23});
-        v[2 * j + 1] = __builtin_shuffle(u[j], u[j + 2], (v16u8){8, 9, 10, 11, 24, 25, 26, 27, 12,
-                                                                 13, 14, 15, 28, 29, 30, 31});
+        v[2 * j] = __builtin_shufflevector(u[j], u[j + 2], 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7,
+                                           20, 21, 22, 23);
+        v[2 * j + 1] = __builtin_shufflevector(u[j], u[j + 2], 8, 9, 10, 11, 24, 25, 26, 27, 12,
+                                               13, 14, 15, 28, 29, 30, 31);
     }
     for (int i = 0; i < 4; i++) {
         memcpy(out[2 * i], &v[i], 8);
