@@ -10,6 +10,7 @@
 
 #include "model/model_file.h"
 #include "model/ops.h"
+#include "model/winograd.h"
 
 struct fv_model {
     struct fv_graph *graph;
@@ -18,6 +19,7 @@ struct fv_model {
     char *fuse_prelu; /* node i is a conv/FC whose bias is added by the PReLU at i + 1 */
     char *fuse_add;   /* node i is a conv whose output is added straight into the ADD at i + 1 */
     float **packed;   /* per node: its weights in fv_gemm_pack's layout, or NULL */
+    float **wino;     /* per node: its filter for fv_winograd_conv, or NULL */
 };
 
 struct fv_context {
@@ -36,10 +38,14 @@ struct fv_context {
 
 static void free_packed(struct fv_model *m, const struct fv_graph *g)
 {
-    if (m->packed)
-        for (int i = 0; i < fv_graph_node_count(g); i++)
+    for (int i = 0; i < fv_graph_node_count(g); i++) {
+        if (m->packed)
             free(m->packed[i]);
+        if (m->wino)
+            free(m->wino[i]);
+    }
     free(m->packed);
+    free(m->wino);
 }
 
 enum fv_status fv_model_from_graph(struct fv_graph *graph, struct fv_model **out,
@@ -97,7 +103,8 @@ enum fv_status fv_model_from_graph(struct fv_graph *graph, struct fv_model **out
                          readers == 1 && !m->keep[m->alias[n->output]] &&
                          m->alias[next->output] != m->alias[n->inputs[0]];
     }
-    if (!(m->packed = calloc((size_t)nn, sizeof *m->packed))) {
+    if (!(m->packed = calloc((size_t)nn, sizeof *m->packed)) ||
+        !(m->wino = calloc((size_t)nn, sizeof *m->wino))) {
         st = fv_error_set(err, FV_ERR_NOMEM, "out of memory creating model");
         goto fail;
     }
@@ -115,6 +122,16 @@ enum fv_status fv_model_from_graph(struct fv_graph *graph, struct fv_model **out
             goto fail;
         }
         fv_gemm_pack(rows, cols, w->data, m->packed[i]);
+        if (n->op == FV_OP_CONV2D && n->padding == FV_PADDING_VALID && w->rank == 4 &&
+            fv_winograd_supported(n->kernel_h, n->kernel_w, n->stride_h, n->stride_w, 0, 0,
+                                  w->shape[3])) {
+            floats = fv_winograd_packed_floats(rows, w->shape[3]);
+            if (!(m->wino[i] = aligned_alloc(64, ((floats + 15) & ~(size_t)15) * sizeof(float))) ||
+                fv_winograd_pack(rows, w->shape[3], w->data, m->wino[i])) {
+                st = fv_error_set(err, FV_ERR_NOMEM, "out of memory packing '%s'", n->name);
+                goto fail;
+            }
+        }
     }
     m->graph = graph;
     *out = m;
@@ -379,6 +396,10 @@ enum fv_status fv_context_new(const struct fv_model *m, int max_batch, int max_h
             fv_conv_shape_make(max_batch, in[0], in[1], in[2], n->kernel_h, n->kernel_w,
                                n->stride_h, n->stride_w, n->padding, 1);
         size_t need = fv_ops_conv2d_scratch(&s);
+        if (m->wino[i]) {
+            size_t wino = fv_winograd_scratch(in[2], fv_graph_blob(g, n->blobs[0])->shape[0]);
+            need = wino > need ? wino : need;
+        }
         if (need > ctx->scratch_floats)
             ctx->scratch_floats = need;
     }
@@ -437,6 +458,20 @@ static const float *blob_data(struct fv_graph *g, int b)
     return b >= 0 ? fv_graph_blob(g, b)->data : NULL;
 }
 
+/* Convolution node i: Winograd where its filter was prepared for it, else the
+ * (packed) GEMM. */
+static void run_conv(const struct fv_context *ctx, int i, const struct fv_conv_shape *s,
+                     const float *x, const struct fv_gemm_epilogue *e, float *y)
+{
+    const struct fv_model *m = ctx->model;
+    const struct fv_node *n = fv_graph_node(m->graph, i);
+    if (m->wino[i] && fv_winograd_applies(s))
+        fv_winograd_conv(s, x, m->wino[i], e, ctx->scratch, y);
+    else
+        fv_ops_conv2d_fused(s, x, blob_data(m->graph, n->blobs[0]), m->packed[i], e,
+                            ctx->scratch, y);
+}
+
 enum fv_status fv_context_run(struct fv_context *ctx, const float *input, int batch, int h, int w,
                               struct fv_error *err)
 {
@@ -477,8 +512,7 @@ enum fv_status fv_context_run(struct fv_context *ctx, const float *input, int ba
             const struct fv_gemm_epilogue e = {.bias = blob_data(g, n->blobs[1]),
                                                .residual = tensor_data(ctx, other),
                                                .act = add->activation};
-            fv_ops_conv2d_fused(&s, x, blob_data(g, n->blobs[0]), m->packed[i], &e,
-                                ctx->scratch, tensor_out(ctx, add->output));
+            run_conv(ctx, i, &s, x, &e, tensor_out(ctx, add->output));
             i++;
             continue;
         }
@@ -492,8 +526,7 @@ enum fv_status fv_context_run(struct fv_context *ctx, const float *input, int ba
                                                .slopes = slopes, .n_slopes = n_slopes};
             float *py = tensor_out(ctx, pr->output);
             if (n->op == FV_OP_CONV2D)
-                fv_ops_conv2d_fused(&s, x, blob_data(g, n->blobs[0]), m->packed[i], &e,
-                                    ctx->scratch, py);
+                run_conv(ctx, i, &s, x, &e, py);
             else if (n->op == FV_OP_DEPTHWISE_CONV2D)
                 fv_ops_depthwise_conv2d_prelu(&s, x, blob_data(g, n->blobs[0]),
                                               blob_data(g, n->blobs[1]), slopes, n_slopes, py);
@@ -508,8 +541,7 @@ enum fv_status fv_context_run(struct fv_context *ctx, const float *input, int ba
         case FV_OP_CONV2D: {
             const struct fv_gemm_epilogue e = {.bias = blob_data(g, n->blobs[1]),
                                                .act = n->activation};
-            fv_ops_conv2d_fused(&s, x, blob_data(g, n->blobs[0]), m->packed[i], &e, ctx->scratch,
-                                y);
+            run_conv(ctx, i, &s, x, &e, y);
             break;
         }
         case FV_OP_DEPTHWISE_CONV2D:

@@ -88,30 +88,7 @@ FV_HOT void fv_gemm_epilogue_apply(size_t rows, int n, const struct fv_gemm_epil
 }
 
 #ifdef FV_GEMM_X86
-#define AVX512 __attribute__((target("avx512f")))
-
-/* The epilogue of one 16-column vector of one row, stored under mask. */
-static inline __attribute__((always_inline)) AVX512 void
-store_vec(__m512 v, __mmask16 mask, size_t row, int col, int n,
-          const struct fv_gemm_epilogue *e, float *c)
-{
-    if (e->bias)
-        v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, e->bias + col));
-    if (e->residual)
-        v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, e->residual + row * n + col));
-    if (e->act != FV_ACT_NONE) {
-        v = _mm512_max_ps(v, _mm512_setzero_ps());
-        if (e->act == FV_ACT_RELU6)
-            v = _mm512_min_ps(v, _mm512_set1_ps(6.0f));
-    }
-    if (e->slopes) {
-        __m512 a = e->n_slopes == 1 ? _mm512_set1_ps(e->slopes[0])
-                                    : _mm512_maskz_loadu_ps(mask, e->slopes + col);
-        __mmask16 neg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);
-        v = _mm512_mask_mul_ps(v, neg, v, a);
-    }
-    _mm512_mask_storeu_ps(c + row * n + col, mask, v);
-}
+#include "model/epilogue512.h"
 
 /* How a tile reads its rows of A: row i of the tile, column p (p = seg · len + q)
  * is a[i · lda + seg · seg_stride + q]. A plain matrix has one segment of k
@@ -125,7 +102,7 @@ struct a_rows {
 /* One MR × (16 · NV) tile: MR rows of A against one packed panel, stored to c
  * rows [row, row + MR), columns [col, col + 16 · NV). MR and NV are constants
  * after inlining, so the accumulators live in registers. */
-static inline __attribute__((always_inline)) AVX512 void
+static inline __attribute__((always_inline)) FV_AVX512 void
 tile(int mr, int nv, const struct a_rows *ar, size_t row, int col, int n, const float *panel,
      __mmask16 m0, __mmask16 m1, const struct fv_gemm_epilogue *e, float *c)
 {
@@ -155,9 +132,9 @@ tile(int mr, int nv, const struct a_rows *ar, size_t row, int col, int n, const 
 #pragma GCC unroll 12
     for (int i = 0; i < TILE_M; i++) {
         if (i < mr) {
-            store_vec(acc0[i], m0, row + i, col, n, e, c);
+            fv_store_vec(acc0[i], m0, row + i, col, n, e, c);
             if (nv > 1)
-                store_vec(acc1[i], m1, row + i, col + 16, n, e, c);
+                fv_store_vec(acc1[i], m1, row + i, col + 16, n, e, c);
         }
     }
 }
@@ -170,7 +147,7 @@ tile(int mr, int nv, const struct a_rows *ar, size_t row, int col, int n, const 
             tile(MR, 1, ar, row, col, n, panel, m0, m1, e, c);                          \
         break;
 
-static AVX512 void tile_any(int mr, int nv, const struct a_rows *ar, size_t row, int col, int n,
+static FV_AVX512 void tile_any(int mr, int nv, const struct a_rows *ar, size_t row, int col, int n,
                             const float *panel, __mmask16 m0, __mmask16 m1,
                             const struct fv_gemm_epilogue *e, float *c)
 {
@@ -181,7 +158,7 @@ static AVX512 void tile_any(int mr, int nv, const struct a_rows *ar, size_t row,
 }
 
 /* Rows [row, row + mr) of c against every panel; ar points at their first row. */
-static AVX512 void tile_row(int mr, const struct a_rows *ar, size_t row, int n, int k,
+static FV_AVX512 void tile_row(int mr, const struct a_rows *ar, size_t row, int n, int k,
                             const float *packed, const struct fv_gemm_epilogue *e, float *c)
 {
     for (int col = 0; col < n; col += PANEL) {
@@ -192,7 +169,7 @@ static AVX512 void tile_row(int mr, const struct a_rows *ar, size_t row, int n, 
     }
 }
 
-static AVX512 void gemm_packed(size_t m, int n, int k, const float *a, size_t lda,
+static FV_AVX512 void gemm_packed(size_t m, int n, int k, const float *a, size_t lda,
                                const float *packed, const struct fv_gemm_epilogue *e, float *c)
 {
     for (size_t row = 0; row < m; row += TILE_M) {
@@ -204,7 +181,7 @@ static AVX512 void gemm_packed(size_t m, int n, int k, const float *a, size_t ld
 
 /* Output pixels of one output row share a stride between their windows
  * (stride_w · c), so tiles never cross an output row. */
-static AVX512 void gemm_windows(const struct fv_gemm_windows *win, const float *input, int n,
+static FV_AVX512 void gemm_windows(const struct fv_gemm_windows *win, const float *input, int n,
                                 const float *packed, const struct fv_gemm_epilogue *e, float *c)
 {
     const int k = win->kernel_h * win->kernel_w * win->c;

@@ -8,6 +8,7 @@
 
 #include "model/gemm.h"
 #include "model/ops.h"
+#include "model/winograd.h"
 
 /* Deterministic values in [-1, 1). */
 static float value(unsigned *state)
@@ -282,5 +283,57 @@ Test(gemm, convolution_windows_against_reference)
                                   b, oy, ox, o, y[at], y2[at], want);
                     }
         free(x), free(w), free(bias), free(y), free(y2), free(scratch), free(packed);
+    }
+}
+
+/* Winograd F(2×2, 3×3) against the direct convolution (im2col + BLAS), with
+ * odd and even output sizes (partial 2×2 blocks), channel counts that are and
+ * are not multiples of 16, more blocks than one pass holds, and the epilogue. */
+Test(gemm, winograd_against_direct_convolution)
+{
+    static const int cases[][4] = {
+        /* in_h, in_w, in_c, out_c */
+        {5, 5, 16, 16}, {12, 9, 28, 48}, {23, 23, 32, 64}, {10, 10, 64, 64}, {24, 31, 16, 32},
+    };
+    if (!fv_winograd_supported(3, 3, 1, 1, 0, 0, 16)) {
+        fprintf(stderr, "gemm: no AVX-512 here (or FV_GEMM=blas): Winograd not used, not tested\n");
+        return;
+    }
+    cr_assert(!fv_winograd_supported(3, 3, 2, 2, 0, 0, 16), "stride 2 is not F(2x2, 3x3)");
+    cr_assert(!fv_winograd_supported(3, 3, 1, 1, 0, 0, 3), "3 channels stay on the direct path");
+    unsigned state = 5;
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        const int *cs = cases[ci];
+        struct fv_conv_shape s =
+            fv_conv_shape_make(2, cs[0], cs[1], cs[2], 3, 3, 1, 1, FV_PADDING_VALID, cs[3]);
+        cr_assert(fv_winograd_applies(&s));
+        size_t in = (size_t)2 * cs[0] * cs[1] * cs[2], out = (size_t)2 * s.out_h * s.out_w * cs[3];
+        size_t wn = (size_t)cs[3] * 9 * cs[2];
+        float *x = malloc(in * sizeof *x), *w = malloc(wn * sizeof *w);
+        float *bias = malloc((size_t)cs[3] * sizeof *bias), *slopes = malloc((size_t)cs[3] * sizeof *slopes);
+        float *res = malloc(out * sizeof *res), *y = malloc(out * sizeof *y), *want = malloc(out * sizeof *want);
+        float *scratch = malloc(fv_winograd_scratch(cs[2], cs[3]) * sizeof *scratch);
+        float *im2col = malloc(fv_ops_conv2d_scratch(&s) * sizeof *im2col + 64);
+        float *packed = aligned_alloc(64, ((fv_winograd_packed_floats(cs[3], cs[2]) + 15) & ~(size_t)15) * sizeof *packed);
+        for (size_t i = 0; i < in; i++)
+            x[i] = value(&state);
+        for (size_t i = 0; i < wn; i++)
+            w[i] = value(&state);
+        for (int i = 0; i < cs[3]; i++) {
+            bias[i] = value(&state);
+            slopes[i] = 0.2f * value(&state);
+        }
+        for (size_t i = 0; i < out; i++)
+            res[i] = value(&state);
+        cr_assert_eq(fv_winograd_pack(cs[3], cs[2], w, packed), 0);
+        struct fv_gemm_epilogue e = {.bias = bias, .residual = res, .slopes = slopes, .n_slopes = cs[3]};
+        memset(y, 0xff, out * sizeof *y);
+        fv_winograd_conv(&s, x, packed, &e, scratch, y);
+        fv_ops_conv2d_fused(&s, x, w, NULL, &e, im2col, want);
+        for (size_t i = 0; i < out; i++)
+            cr_assert(fabsf(y[i] - want[i]) <= 2e-5f * (1.0f + fabsf(want[i])) * (float)cs[2],
+                      "case %zu element %zu: winograd %g, direct %g", ci, i, y[i], want[i]);
+        free(x), free(w), free(bias), free(slopes), free(res), free(y), free(want);
+        free(scratch), free(im2col), free(packed);
     }
 }

@@ -1,0 +1,43 @@
+/* winograd.h - 3×3 stride-1 unpadded convolutions by Winograd's F(2×2, 3×3).
+ *
+ * Each 2×2 block of outputs comes from a 4×4 input patch: the patch is
+ * transformed (Bᵀ d B), multiplied channel-wise by the transformed filter
+ * (G g Gᵀ, computed once at load) as 16 GEMMs on the packed kernel, and
+ * transformed back (Aᵀ m A): 16 multiplications per output block instead of
+ * 36, i.e. 2.25× fewer. Used for the MTCNN convolutions with 16 or more input
+ * channels on CPUs with AVX-512; results agree with the direct convolution to
+ * float rounding (the transforms only add, subtract and halve).
+ *
+ *   if (fv_winograd_applies(&shape) && (packed = aligned_alloc(64, ...)))
+ *       fv_winograd_pack(out_c, in_c, filter, packed);          at load
+ *   fv_winograd_conv(&shape, input, packed, &epilogue, scratch, output);
+ */
+#ifndef FV_WINOGRAD_H
+#define FV_WINOGRAD_H
+
+#include <stddef.h>
+
+#include "model/gemm.h"
+#include "model/ops.h"
+
+/* 1 when the kernel can run a convolution of this geometry (3×3, stride 1,
+ * no padding, at least 16 input channels, AVX-512 available). The batch and
+ * spatial size do not matter. */
+int fv_winograd_supported(int kernel_h, int kernel_w, int stride_h, int stride_w, int pad_top,
+                          int pad_left, int in_c);
+int fv_winograd_applies(const struct fv_conv_shape *s);
+
+/* Floats of the transformed, packed filter of an out_c × 3 × 3 × in_c filter,
+ * and the transformation itself (packed 64-byte aligned); -1 when out of
+ * memory, else 0. */
+size_t fv_winograd_packed_floats(int out_c, int in_c);
+int fv_winograd_pack(int out_c, int in_c, const float *filter, float *packed);
+
+/* Floats of scratch fv_winograd_conv needs for in_c → out_c. */
+size_t fv_winograd_scratch(int in_c, int out_c);
+
+/* output = epilogue(conv3×3(input)) for s (fv_winograd_applies(s)). */
+void fv_winograd_conv(const struct fv_conv_shape *s, const float *input, const float *packed,
+                      const struct fv_gemm_epilogue *e, float *scratch, float *output);
+
+#endif
