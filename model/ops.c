@@ -321,6 +321,33 @@ static AVX512 void depthwise3x3_512(const struct fv_conv_shape *s, const float *
         }
     }
 }
+
+/* Max pooling on 16 channels per vector (channels % 16 == 0). */
+static AVX512 void max_pool_512(const struct fv_conv_shape *s, const float *input, float *output)
+{
+    const int c = s->in_c;
+    for (int b = 0; b < s->n; b++) {
+        const float *img = input + (size_t)b * s->in_h * s->in_w * c;
+        float *out = output + (size_t)b * s->out_h * s->out_w * c;
+        for (int oy = 0; oy < s->out_h; oy++) {
+            int y0 = oy * s->stride_h - s->pad_top, y1 = y0 + s->kernel_h;
+            y0 = y0 < 0 ? 0 : y0;
+            y1 = y1 > s->in_h ? s->in_h : y1;
+            for (int ox = 0; ox < s->out_w; ox++, out += c) {
+                int x0 = ox * s->stride_w - s->pad_left, x1 = x0 + s->kernel_w;
+                x0 = x0 < 0 ? 0 : x0;
+                x1 = x1 > s->in_w ? s->in_w : x1;
+                for (int k = 0; k < c; k += 16) {
+                    __m512 m = _mm512_set1_ps(-FLT_MAX);
+                    for (int iy = y0; iy < y1; iy++)
+                        for (int ix = x0; ix < x1; ix++)
+                            m = _mm512_max_ps(m, _mm512_loadu_ps(img + ((size_t)iy * s->in_w + ix) * c + k));
+                    _mm512_storeu_ps(out + k, m);
+                }
+            }
+        }
+    }
+}
 #endif
 
 FV_HOT void fv_ops_depthwise_conv2d_prelu(const struct fv_conv_shape *s, const float *input,
@@ -388,6 +415,12 @@ void fv_ops_depthwise_conv2d(const struct fv_conv_shape *s, const float *input,
 
 FV_HOT void fv_ops_max_pool2d(const struct fv_conv_shape *s, const float *input, float *output)
 {
+#ifdef FV_DW512
+    if (s->in_c % 16 == 0 && fv_gemm_packed_available()) {
+        max_pool_512(s, input, output);
+        return;
+    }
+#endif
     const int c = s->in_c, c8 = c & ~7;
     for (int b = 0; b < s->n; b++) {
         const float *img = input + (size_t)b * s->in_h * s->in_w * c;
