@@ -223,8 +223,9 @@ depthwise_quad8(const struct fv_conv_shape *s, const float *img, const float *fi
 
 /* 3×3 depthwise on 16 channels per vector with AVX-512's 32 registers: the nine
  * filter taps stay in registers for a whole output row, and a strip of eight
- * output pixels loads each input pixel of a kernel row once, feeding every
- * output whose window covers it. Needs channels % 16 == 0. */
+ * (or four, or one) output pixels loads each input pixel of a kernel row once,
+ * feeding every output whose window covers it. Only pixels whose window
+ * leaves the image columns take the checked path. Needs channels % 16 == 0. */
 static inline __attribute__((always_inline)) AVX512 __m512 dw512_prelu(__m512 v, __m512 a,
                                                                         int have_slopes)
 {
@@ -234,7 +235,7 @@ static inline __attribute__((always_inline)) AVX512 __m512 dw512_prelu(__m512 v,
 }
 
 static inline __attribute__((always_inline)) AVX512 void
-dw512_strip(int stride, const float *const rows[3], int ky0, int ky1, int x0, int c,
+dw512_strip(int width, int stride, const float *const rows[3], int ky0, int ky1, int x0, int c,
             const __m512 w[9], __m512 bias, __m512 slope, int have_slopes, float *out)
 {
     __m512 acc[8];
@@ -244,10 +245,10 @@ dw512_strip(int stride, const float *const rows[3], int ky0, int ky1, int x0, in
     for (int ky = ky0; ky < ky1; ky++) {
         const float *row = rows[ky] + (ptrdiff_t)x0 * c;
 #pragma GCC unroll 17
-        for (int j = 0; j < 7 * stride + 3; j++) {
+        for (int j = 0; j < (width - 1) * stride + 3; j++) {
             const __m512 v = _mm512_loadu_ps(row + (size_t)j * c);
 #pragma GCC unroll 8
-            for (int t = 0; t < 8; t++) {
+            for (int t = 0; t < width; t++) {
                 int kx = j - t * stride;
                 if (kx >= 0 && kx < 3)
                     acc[t] = _mm512_fmadd_ps(v, w[ky * 3 + kx], acc[t]);
@@ -255,8 +256,25 @@ dw512_strip(int stride, const float *const rows[3], int ky0, int ky1, int x0, in
         }
     }
 #pragma GCC unroll 8
-    for (int t = 0; t < 8; t++)
+    for (int t = 0; t < width; t++)
         _mm512_storeu_ps(out + (size_t)t * c, dw512_prelu(acc[t], slope, have_slopes));
+}
+
+/* Strips of 8, 4 or 1 output pixels at stride 1 or 2; returns the width run. */
+static inline __attribute__((always_inline)) AVX512 int
+dw512_strips(int avail, int stride, const float *const rows[3], int ky0, int ky1, int x0, int c,
+             const __m512 w[9], __m512 bias, __m512 slope, int have_slopes, float *out)
+{
+    if (avail >= 8) {
+        dw512_strip(8, stride, rows, ky0, ky1, x0, c, w, bias, slope, have_slopes, out);
+        return 8;
+    }
+    if (avail >= 4) {
+        dw512_strip(4, stride, rows, ky0, ky1, x0, c, w, bias, slope, have_slopes, out);
+        return 4;
+    }
+    dw512_strip(1, stride, rows, ky0, ky1, x0, c, w, bias, slope, have_slopes, out);
+    return 1;
 }
 
 static AVX512 void depthwise3x3_512(const struct fv_conv_shape *s, const float *input,
@@ -296,14 +314,15 @@ static AVX512 void depthwise3x3_512(const struct fv_conv_shape *s, const float *
                 const float *crows[3] = {rows[0] + cb, rows[1] + cb, rows[2] + cb};
                 for (int ox = 0; ox < s->out_w;) {
                     int x0 = ox * sw - s->pad_left;
-                    if (ox >= ox_lo && ox + 8 <= ox_hi) {
+                    if (ox >= ox_lo && ox < ox_hi) {
+                        /* whole window inside the columns */
+                        float *o = out_row + (size_t)ox * c + cb;
                         if (sw == 1)
-                            dw512_strip(1, crows, ky0, ky1, x0, c, w, bv, av, slopes != NULL,
-                                        out_row + (size_t)ox * c + cb);
+                            ox += dw512_strips(ox_hi - ox, 1, crows, ky0, ky1, x0, c, w, bv, av,
+                                               slopes != NULL, o);
                         else
-                            dw512_strip(2, crows, ky0, ky1, x0, c, w, bv, av, slopes != NULL,
-                                        out_row + (size_t)ox * c + cb);
-                        ox += 8;
+                            ox += dw512_strips(ox_hi - ox, 2, crows, ky0, ky1, x0, c, w, bv, av,
+                                               slopes != NULL, o);
                         continue;
                     }
                     __m512 acc = bv;
