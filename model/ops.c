@@ -154,6 +154,27 @@ void fv_ops_conv2d(const struct fv_conv_shape *s, const float *input, const floa
     fv_ops_conv2d_fused(s, input, filter, NULL, &e, scratch, output);
 }
 
+/* Input positions [lo, hi) under the pooling window of output o, clipped to
+ * the image: SAME padding never wins the max. */
+static inline void window_range(int o, int stride, int pad, int kernel, int size, int *lo,
+                                int *hi)
+{
+    int a = o * stride - pad, b = a + kernel;
+    *lo = a < 0 ? 0 : a;
+    *hi = b > size ? size : b;
+}
+
+/* Output columns [lo, hi) whose whole window is inside the input columns. */
+static void interior_columns(const struct fv_conv_shape *s, int *lo, int *hi)
+{
+    *lo = (s->pad_left + s->stride_w - 1) / s->stride_w;
+    *hi = (s->in_w - s->kernel_w + s->pad_left) / s->stride_w + 1;
+    if (*hi > s->out_w)
+        *hi = s->out_w;
+    if (*lo > *hi)
+        *lo = *hi;
+}
+
 /* PReLU of eight channels [k0, k0 + 8) where slopes is set; x itself otherwise. */
 #define PRELU8(x, slopes, n_slopes, k0) __extension__({ v8f x_ = (x); \
         if (slopes) { \
@@ -282,12 +303,8 @@ static AVX512 void depthwise3x3_512(const struct fv_conv_shape *s, const float *
                                     int n_slopes, float *output)
 {
     const int c = s->in_c, sw = s->stride_w;
-    int ox_lo = (s->pad_left + sw - 1) / sw;
-    int ox_hi = (s->in_w - 3 + s->pad_left) / sw + 1;
-    if (ox_hi > s->out_w)
-        ox_hi = s->out_w;
-    if (ox_lo > ox_hi)
-        ox_lo = ox_hi;
+    int ox_lo, ox_hi;
+    interior_columns(s, &ox_lo, &ox_hi);
     for (int b = 0; b < s->n; b++) {
         const float *img = input + (size_t)b * s->in_h * s->in_w * c;
         float *out_img = output + (size_t)b * s->out_h * s->out_w * c;
@@ -349,13 +366,11 @@ static AVX512 void max_pool_512(const struct fv_conv_shape *s, const float *inpu
         const float *img = input + (size_t)b * s->in_h * s->in_w * c;
         float *out = output + (size_t)b * s->out_h * s->out_w * c;
         for (int oy = 0; oy < s->out_h; oy++) {
-            int y0 = oy * s->stride_h - s->pad_top, y1 = y0 + s->kernel_h;
-            y0 = y0 < 0 ? 0 : y0;
-            y1 = y1 > s->in_h ? s->in_h : y1;
+            int y0, y1;
+            window_range(oy, s->stride_h, s->pad_top, s->kernel_h, s->in_h, &y0, &y1);
             for (int ox = 0; ox < s->out_w; ox++, out += c) {
-                int x0 = ox * s->stride_w - s->pad_left, x1 = x0 + s->kernel_w;
-                x0 = x0 < 0 ? 0 : x0;
-                x1 = x1 > s->in_w ? s->in_w : x1;
+                int x0, x1;
+                window_range(ox, s->stride_w, s->pad_left, s->kernel_w, s->in_w, &x0, &x1);
                 for (int k = 0; k < c; k += 16) {
                     __m512 m = _mm512_set1_ps(-FLT_MAX);
                     for (int iy = y0; iy < y1; iy++)
@@ -381,13 +396,8 @@ FV_HOT void fv_ops_depthwise_conv2d_prelu(const struct fv_conv_shape *s, const f
     }
 #endif
     const int c = s->in_c, c8 = c & ~7;
-    /* Output columns whose whole window is inside the input columns. */
-    int ox_lo = (s->pad_left + s->stride_w - 1) / s->stride_w;
-    int ox_hi = (s->in_w - s->kernel_w + s->pad_left) / s->stride_w + 1;
-    if (ox_hi > s->out_w)
-        ox_hi = s->out_w;
-    if (ox_lo > ox_hi)
-        ox_lo = ox_hi;
+    int ox_lo, ox_hi;
+    interior_columns(s, &ox_lo, &ox_hi);
     for (int b = 0; b < s->n; b++) {
         const float *img = input + (size_t)b * s->in_h * s->in_w * c;
         float *out_img = output + (size_t)b * s->out_h * s->out_w * c;
@@ -445,13 +455,11 @@ FV_HOT void fv_ops_max_pool2d(const struct fv_conv_shape *s, const float *input,
         const float *img = input + (size_t)b * s->in_h * s->in_w * c;
         float *out_img = output + (size_t)b * s->out_h * s->out_w * c;
         for (int oy = 0; oy < s->out_h; oy++) {
-            int y0 = oy * s->stride_h - s->pad_top, y1 = y0 + s->kernel_h;
-            y0 = y0 < 0 ? 0 : y0;
-            y1 = y1 > s->in_h ? s->in_h : y1;
+            int y0, y1;
+            window_range(oy, s->stride_h, s->pad_top, s->kernel_h, s->in_h, &y0, &y1);
             for (int ox = 0; ox < s->out_w; ox++) {
-                int x0 = ox * s->stride_w - s->pad_left, x1 = x0 + s->kernel_w;
-                x0 = x0 < 0 ? 0 : x0;
-                x1 = x1 > s->in_w ? s->in_w : x1;
+                int x0, x1;
+                window_range(ox, s->stride_w, s->pad_left, s->kernel_w, s->in_w, &x0, &x1);
                 float *out = out_img + ((size_t)oy * s->out_w + ox) * c;
                 /* The window always holds at least one real pixel: padded cells never win. */
                 for (int k = 0; k < c8; k += 8) {
