@@ -1226,6 +1226,13 @@ static AVX2 void taps_avx2(const uint8_t *block, const struct resample_weights *
     }
 }
 
+/* out[i] = (acc[i] >> 22) clamped to 0..255, for i < n8 (a multiple of 8). */
+static AVX2 void column_round_avx2(const int32_t *acc, uint8_t *out, size_t n8)
+{
+    for (size_t i = 0; i < n8; i += 8)
+        round8(_mm256_loadu_si256((const __m256i *)(const void *)(acc + i)), out + i);
+}
+
 /* acc[i] += p[i] · weight for i < n8 (a multiple of 8). */
 static AVX2 void column_mac_avx2(int32_t *acc, const uint8_t *p, size_t n8, int32_t weight)
 {
@@ -1322,7 +1329,14 @@ static void resample_vertical(const struct fv_image *src, struct fv_image *dst,
             for (size_t i = done; i < stride; i++)
                 acc[i] += (int32_t)p[i] * wk;
         }
-        for (size_t i = 0; i < stride; i++)
+        size_t done = 0;
+#ifdef FV_RESAMPLE_AVX2
+        if (use_avx2) {
+            column_round_avx2(acc, out, s8);
+            done = s8;
+        }
+#endif
+        for (size_t i = done; i < stride; i++)
             out[i] = resample_round(acc[i]);
     }
 }
