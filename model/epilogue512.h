@@ -9,27 +9,45 @@
 
 #define FV_AVX512 __attribute__((target("avx512f")))
 
-/* The epilogue of one 16-column vector of one row, stored under mask. */
-static inline __attribute__((always_inline)) FV_AVX512 void
-fv_store_vec(__m512 v, __mmask16 mask, size_t row, int col, int n,
-             const struct fv_gemm_epilogue *e, float *c)
+/* The epilogue's per-column constants for 16 columns [col, col + 16), loaded
+ * once and used for many rows. */
+struct fv_epi512 {
+    __m512 bias, slope;
+    __mmask16 mask;
+    int col;
+};
+
+static inline __attribute__((always_inline)) FV_AVX512 struct fv_epi512
+fv_epi512_load(const struct fv_gemm_epilogue *e, int col, __mmask16 mask)
 {
+    struct fv_epi512 p = {_mm512_setzero_ps(), _mm512_setzero_ps(), mask, col};
     if (e->bias)
-        v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, e->bias + col));
+        p.bias = _mm512_maskz_loadu_ps(mask, e->bias + col);
+    if (e->slopes)
+        p.slope = e->n_slopes == 1 ? _mm512_set1_ps(e->slopes[0])
+                                   : _mm512_maskz_loadu_ps(mask, e->slopes + col);
+    return p;
+}
+
+/* The epilogue of one 16-column vector of output row `row` (row stride n),
+ * stored under the mask: + bias, + residual, activation, PReLU. */
+static inline __attribute__((always_inline)) FV_AVX512 void
+fv_epi512_store(__m512 v, const struct fv_epi512 *p, size_t row, int n,
+                const struct fv_gemm_epilogue *e, float *c)
+{
+    v = _mm512_add_ps(v, p->bias);
     if (e->residual)
-        v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, e->residual + row * n + col));
+        v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(p->mask, e->residual + row * n + p->col));
     if (e->act != FV_ACT_NONE) {
         v = _mm512_max_ps(v, _mm512_setzero_ps());
         if (e->act == FV_ACT_RELU6)
             v = _mm512_min_ps(v, _mm512_set1_ps(6.0f));
     }
     if (e->slopes) {
-        __m512 a = e->n_slopes == 1 ? _mm512_set1_ps(e->slopes[0])
-                                    : _mm512_maskz_loadu_ps(mask, e->slopes + col);
         __mmask16 neg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);
-        v = _mm512_mask_mul_ps(v, neg, v, a);
+        v = _mm512_mask_mul_ps(v, neg, v, p->slope);
     }
-    _mm512_mask_storeu_ps(c + row * n + col, mask, v);
+    _mm512_mask_storeu_ps(c + row * n + p->col, p->mask, v);
 }
 
 #endif

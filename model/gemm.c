@@ -129,12 +129,14 @@ tile(int mr, int nv, const struct a_rows *ar, size_t row, int col, int n, const 
             }
         }
     }
+    const struct fv_epi512 p0 = fv_epi512_load(e, col, m0);
+    const struct fv_epi512 p1 = nv > 1 ? fv_epi512_load(e, col + 16, m1) : p0;
 #pragma GCC unroll 12
     for (int i = 0; i < TILE_M; i++) {
         if (i < mr) {
-            fv_store_vec(acc0[i], m0, row + i, col, n, e, c);
+            fv_epi512_store(acc0[i], &p0, row + i, n, e, c);
             if (nv > 1)
-                fv_store_vec(acc1[i], m1, row + i, col + 16, n, e, c);
+                fv_epi512_store(acc1[i], &p1, row + i, n, e, c);
         }
     }
 }

@@ -122,6 +122,7 @@ static FV_AVX512 void transform_output(const struct fv_conv_shape *s, int b, int
     const int n = s->out_c;
     for (int o0 = 0; o0 < n; o0 += 16) {
         __mmask16 mask = n - o0 >= 16 ? 0xFFFF : (__mmask16)((1u << (n - o0)) - 1);
+        const struct fv_epi512 ep = fv_epi512_load(e, o0, mask);
         __m512 p[4][4], t[2][4];
         for (int i = 0; i < 4; i++)
             for (int j = 0; j < 4; j++)
@@ -140,8 +141,8 @@ static FV_AVX512 void transform_output(const struct fv_conv_shape *s, int b, int
                 int ox = 2 * tx + j;
                 if (ox >= s->out_w)
                     break;
-                size_t row = ((size_t)b * s->out_h + oy) * s->out_w + ox;
-                fv_store_vec(y[j], mask, row, o0, n, e, output);
+                fv_epi512_store(y[j], &ep, ((size_t)b * s->out_h + oy) * s->out_w + ox, n, e,
+                                output);
             }
         }
     }
