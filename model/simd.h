@@ -21,9 +21,6 @@ typedef int v8i __attribute__((vector_size(32)));
  * would change the calling convention between the AVX and the default clone. */
 #define LOAD8(p) __extension__({ v8f v_; memcpy(&v_, (p), sizeof v_); v_; })
 #define STORE8(p, v) __extension__({ v8f s_ = (v); memcpy((p), &s_, sizeof s_); })
-#define LOAD8I(p) __extension__({ v8i v_; memcpy(&v_, (p), sizeof v_); v_; })
-#define STORE8I(p, v) __extension__({ v8i s_ = (v); memcpy((p), &s_, sizeof s_); })
-#define SPLAT8I(x) ((v8i){(x), (x), (x), (x), (x), (x), (x), (x)})
 #define SPLAT8(x) ((v8f){(x), (x), (x), (x), (x), (x), (x), (x)})
 /* Lane-wise select: a where a > b, else b (max) and the reverse (min). */
 #define MAX8(a, b) __extension__({ v8f a_ = (a), b_ = (b); v8i m_ = a_ > b_; \

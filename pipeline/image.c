@@ -1186,7 +1186,6 @@ static void taps_generic(const uint8_t *block, const struct resample_weights *w,
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
-#define FV_RESAMPLE_AVX2 1
 #define AVX2 __attribute__((target("avx2")))
 
 /* Eight bytes widened to eight int32 lanes, times the weight, added to acc. */
@@ -1242,6 +1241,24 @@ static AVX2 void column_mac_avx2(int32_t *acc, const uint8_t *p, size_t n8, int3
         _mm256_storeu_si256((__m256i *)(void *)(acc + i), mac8(a, p + i, wk));
     }
 }
+
+static int resample_avx2(void) { return __builtin_cpu_supports("avx2"); }
+#else
+/* Without x86 intrinsics: never chosen (resample_avx2() is 0). */
+static int resample_avx2(void) { return 0; }
+static void taps_avx2(const uint8_t *block, const struct resample_weights *w, int out_w,
+                      uint8_t *staged)
+{
+    taps_generic(block, w, out_w, staged);
+}
+static void column_round_avx2(const int32_t *acc, uint8_t *out, size_t n8)
+{
+    (void)acc, (void)out, (void)n8;
+}
+static void column_mac_avx2(int32_t *acc, const uint8_t *p, size_t n8, int32_t weight)
+{
+    (void)acc, (void)p, (void)n8, (void)weight;
+}
 #endif
 
 /* The horizontal pass for dst rows [0, dst->height), which read src rows
@@ -1255,16 +1272,12 @@ static void resample_horizontal_rows(const struct fv_resampler *rs, struct fv_im
 {
     const size_t block_bytes = (size_t)rs->src->width * 3 * RESAMPLE_ROWS;
     const int out_w = dst->width, first = row_offset, last = row_offset + dst->height;
-#ifdef FV_RESAMPLE_AVX2
-    const int use_avx2 = __builtin_cpu_supports("avx2");
-#endif
+    const int use_avx2 = resample_avx2();
     for (int yb = first / RESAMPLE_ROWS; yb * RESAMPLE_ROWS < last; yb++) {
         const uint8_t *block = rs->rows + (size_t)yb * block_bytes;
-#ifdef FV_RESAMPLE_AVX2
         if (use_avx2)
             taps_avx2(block, w, out_w, staged);
         else
-#endif
             taps_generic(block, w, out_w, staged);
         /* back to rows: lanes outside [first, last) go to a scratch row */
         uint8_t *rows[RESAMPLE_ROWS];
@@ -1305,11 +1318,9 @@ static bool resample_horizontal(const struct fv_resampler *rs, struct fv_image *
 static void resample_vertical(const struct fv_image *src, struct fv_image *dst,
                               int row_offset, const struct resample_weights *w, int32_t *acc)
 {
-    const size_t stride = (size_t)src->width * 3, s8 = stride & ~(size_t)7;
-#ifdef FV_RESAMPLE_AVX2
-    const int use_avx2 = __builtin_cpu_supports("avx2");
-#endif
-    (void)s8;
+    const size_t stride = (size_t)src->width * 3;
+    /* the first `vec` values of a row go through AVX2, the rest one by one */
+    const size_t vec = resample_avx2() ? stride & ~(size_t)7 : 0;
     for (int y = 0; y < dst->height; y++) {
         const int32_t *weight = w->weight + (size_t)y * (size_t)w->taps;
         const uint8_t *column = pixel_at(src, 0, w->first[y] - row_offset);
@@ -1318,25 +1329,12 @@ static void resample_vertical(const struct fv_image *src, struct fv_image *dst,
             acc[i] = 1 << (RESAMPLE_PRECISION_BITS - 1);
         for (int k = 0; k < w->count[y]; k++) {
             const uint8_t *p = column + (size_t)k * stride;
-            const int32_t wk = weight[k];
-            size_t done = 0;
-#ifdef FV_RESAMPLE_AVX2
-            if (use_avx2) {
-                column_mac_avx2(acc, p, s8, wk);
-                done = s8;
-            }
-#endif
-            for (size_t i = done; i < stride; i++)
-                acc[i] += (int32_t)p[i] * wk;
+            column_mac_avx2(acc, p, vec, weight[k]);
+            for (size_t i = vec; i < stride; i++)
+                acc[i] += (int32_t)p[i] * weight[k];
         }
-        size_t done = 0;
-#ifdef FV_RESAMPLE_AVX2
-        if (use_avx2) {
-            column_round_avx2(acc, out, s8);
-            done = s8;
-        }
-#endif
-        for (size_t i = done; i < stride; i++)
+        column_round_avx2(acc, out, vec);
+        for (size_t i = vec; i < stride; i++)
             out[i] = resample_round(acc[i]);
     }
 }
