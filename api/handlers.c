@@ -678,6 +678,8 @@ void fv_handle_models(const struct fv_handler_env *env, const struct fv_request 
     cJSON_AddNumberToObject(m, "raw_embedding_dim", fv_pipeline_raw_dim(env->pipeline));
     cJSON_AddNumberToObject(m, "threshold", round_to(threshold, 1e6));
     cJSON_AddBoolToObject(m, "pca", fv_pipeline_has_projection(env->pipeline));
+    cJSON_AddStringToObject(m, "precision",
+                            fv_precision_name(fv_pipeline_precision(env->pipeline)));
     cJSON_AddStringToObject(m, "detector", "mtcnn");
     fv_reply_json(r, 200, root);
 }

@@ -32,7 +32,9 @@ const char fv_cli_pipeline_help[] =
     "  --min-face PX        smallest face to detect (default 20)\n"
     "  --detect-thresholds P,R,O  MTCNN stage thresholds (default 0.6,0.7,0.7)\n"
     "  --policy P           largest | center | all (default largest)\n"
-    "  --max-pixels N       refuse images with more pixels (default 40000000)\n";
+    "  --max-pixels N       refuse images with more pixels (default 40000000)\n"
+    "  --precision P        embedding network arithmetic: auto | fp32 | bf16 (default\n"
+    "                       auto: bf16 where the CPU has AVX-512 BF16, else fp32)\n";
 
 int fv_cli_pipeline_option(const char *cmd, struct fv_cli_pipeline *o, int argc, char **argv,
                            int *i)
@@ -66,6 +68,13 @@ int fv_cli_pipeline_option(const char *cmd, struct fv_cli_pipeline *o, int argc,
         if (fv_cli_parse_int(cmd, a, v, 1, 1L << 34, &n))
             return -1;
         o->params.limits.max_pixels = (uint64_t)n;
+    } else if (strcmp(a, "--precision") == 0) {
+        int p = v ? fv_pipeline_precision_from_name(v) : -1;
+        if (p < 0) {
+            fprintf(stderr, "facever %s: --precision must be auto, fp32 or bf16\n", cmd);
+            return -1;
+        }
+        o->params.precision = (enum fv_pipeline_precision)p;
     } else if (strcmp(a, "--threshold") == 0) {
         if (fv_cli_parse_float(cmd, a, v, &o->threshold))
             return -1;

@@ -39,7 +39,8 @@ static const char serve_usage[] =
     "  --data-root DIR      folder evaluations may read from ($FACEVER_DATA_ROOT)\n"
     "  --threshold T        default verification threshold (model's; $FACEVER_THRESHOLD)\n"
     "  --max-pixels N       $FACEVER_MAX_PIXELS; --min-face PX $FACEVER_MIN_FACE\n"
-    "  --policy P           default face policy: largest | center ($FACEVER_POLICY)\n\n"
+    "  --policy P           default face policy: largest | center ($FACEVER_POLICY)\n"
+    "  --precision P        auto | fp32 | bf16 ($FACEVER_PRECISION)\n\n"
     "pipeline options:\n";
 
 struct serve_options {
@@ -108,6 +109,7 @@ static int apply_environment(struct serve_options *o, struct fv_cli_pipeline *p)
         {"FACEVER_MAX_CONNECTIONS_PER_IP", "--max-connections-per-ip"},
         {"FACEVER_THRESHOLD", "--threshold"}, {"FACEVER_MAX_PIXELS", "--max-pixels"},
         {"FACEVER_MIN_FACE", "--min-face"},   {"FACEVER_POLICY", "--policy"},
+        {"FACEVER_PRECISION", "--precision"},
     };
     for (size_t k = 0; k < sizeof vars / sizeof vars[0]; k++) {
         char *value = getenv(vars[k][0]);
@@ -191,8 +193,9 @@ int fv_cmd_serve(int argc, char **argv)
     int v6 = strchr(host, ':') != NULL;
     fprintf(stderr, "facever: listening on http://%s%s%s:%d\n", v6 ? "[" : "", host, v6 ? "]" : "",
             fv_server_port(server));
-    fprintf(stderr, "facever: %d workers, model %s (dim %d, threshold %.4f)%s\n",
+    fprintf(stderr, "facever: %d workers, model %s (dim %d, %s, threshold %.4f)%s\n",
             o.server.threads, fv_pipeline_model_meta(pipe)->name, fv_pipeline_dim(pipe),
+            fv_precision_name(fv_pipeline_precision(pipe)),
             isnan(o.server.threshold) ? fv_pipeline_threshold(pipe) : o.server.threshold,
             keys ? ", API keys required" : "");
     int sig = 0;

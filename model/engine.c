@@ -20,6 +20,8 @@ struct fv_model {
     char *fuse_add;   /* node i is a conv whose output is added straight into the ADD at i + 1 */
     float **packed;   /* per node: its weights in fv_gemm_pack's layout, or NULL */
     float **wino;     /* per node: its filter for fv_winograd_conv, or NULL */
+    uint16_t **packed16; /* per node: bf16 weights for fv_gemm_nt_bf16 (bf16 precision), or NULL */
+    enum fv_precision precision;
 };
 
 struct fv_context {
@@ -43,9 +45,12 @@ static void free_packed(struct fv_model *m, const struct fv_graph *g)
             free(m->packed[i]);
         if (m->wino)
             free(m->wino[i]);
+        if (m->packed16)
+            free(m->packed16[i]);
     }
     free(m->packed);
     free(m->wino);
+    free(m->packed16);
 }
 
 enum fv_status fv_model_from_graph(struct fv_graph *graph, struct fv_model **out,
@@ -104,7 +109,8 @@ enum fv_status fv_model_from_graph(struct fv_graph *graph, struct fv_model **out
                          m->alias[next->output] != m->alias[n->inputs[0]];
     }
     if (!(m->packed = calloc((size_t)nn, sizeof *m->packed)) ||
-        !(m->wino = calloc((size_t)nn, sizeof *m->wino))) {
+        !(m->wino = calloc((size_t)nn, sizeof *m->wino)) ||
+        !(m->packed16 = calloc((size_t)nn, sizeof *m->packed16))) {
         st = fv_error_set(err, FV_ERR_NOMEM, "out of memory creating model");
         goto fail;
     }
@@ -185,6 +191,57 @@ void fv_model_free(struct fv_model *m)
     free(m->fuse_add);
     free(m);
 }
+
+const char *fv_precision_name(enum fv_precision p)
+{
+    return p == FV_PRECISION_BF16 ? "bf16" : "fp32";
+}
+
+/* The bf16 GEMM takes 1×1 stride-1 convolutions and fully connected layers:
+ * plain matrix products, where nearly all of a mobile network's arithmetic is. */
+static int bf16_candidate(const struct fv_node *n)
+{
+    return n->op == FV_OP_FULLY_CONNECTED ||
+           (n->op == FV_OP_CONV2D && n->kernel_h == 1 && n->kernel_w == 1 && n->stride_h == 1 &&
+            n->stride_w == 1);
+}
+
+enum fv_status fv_model_set_precision(struct fv_model *m, enum fv_precision p,
+                                      struct fv_error *err)
+{
+    if (p != FV_PRECISION_FP32 && p != FV_PRECISION_BF16)
+        return fv_error_set(err, FV_ERR_INVALID_ARG, "unknown precision %d", (int)p);
+    if (p == FV_PRECISION_BF16 && !fv_gemm_bf16_available())
+        return fv_error_set(err, FV_ERR_UNSUPPORTED,
+                            "bf16 precision needs a CPU with AVX-512 BF16 (and FV_GEMM unset)");
+    struct fv_graph *g = m->graph;
+    for (int i = 0; i < fv_graph_node_count(g); i++) {
+        free(m->packed16[i]);
+        m->packed16[i] = NULL;
+    }
+    m->precision = FV_PRECISION_FP32;
+    if (p == FV_PRECISION_FP32)
+        return FV_OK;
+    for (int i = 0; i < fv_graph_node_count(g); i++) {
+        const struct fv_node *n = fv_graph_node(g, i);
+        if (!bf16_candidate(n))
+            continue;
+        const struct fv_blob *w = fv_graph_blob(g, n->blobs[0]);
+        int rows = w->shape[0], cols = rows > 0 ? (int)(w->count / (size_t)rows) : 0;
+        size_t count = fv_gemm_packed_bf16_count(rows, cols);
+        if (count == 0)
+            continue; /* odd or long rows stay in float */
+        if (!(m->packed16[i] = aligned_alloc(64, ((count + 31) & ~(size_t)31) * sizeof(uint16_t)))) {
+            fv_model_set_precision(m, FV_PRECISION_FP32, NULL);
+            return fv_error_set(err, FV_ERR_NOMEM, "out of memory packing '%s'", n->name);
+        }
+        fv_gemm_pack_bf16(rows, cols, w->data, m->packed16[i]);
+    }
+    m->precision = p;
+    return FV_OK;
+}
+
+enum fv_precision fv_model_precision(const struct fv_model *m) { return m->precision; }
 
 const struct fv_model_meta *fv_model_meta(const struct fv_model *m)
 {
@@ -465,11 +522,27 @@ static void run_conv(const struct fv_context *ctx, int i, const struct fv_conv_s
 {
     const struct fv_model *m = ctx->model;
     const struct fv_node *n = fv_graph_node(m->graph, i);
-    if (m->wino[i] && fv_winograd_applies(s))
+    if (m->packed16[i] && fv_conv_is_pointwise(s))
+        fv_gemm_nt_bf16((size_t)s->n * s->out_h * s->out_w, s->out_c, s->in_c, x,
+                        (size_t)s->in_c, m->packed16[i], e, y);
+    else if (m->wino[i] && fv_winograd_applies(s))
         fv_winograd_conv(s, x, m->wino[i], e, ctx->scratch, y);
     else
         fv_ops_conv2d_fused(s, x, blob_data(m->graph, n->blobs[0]), m->packed[i], e,
                             ctx->scratch, y);
+}
+
+/* Fully connected node i over batch rows of k inputs. */
+static void run_fc(const struct fv_context *ctx, int i, int batch, int k, const float *x,
+                   const struct fv_gemm_epilogue *e, float *y)
+{
+    const struct fv_model *m = ctx->model;
+    const struct fv_node *n = fv_graph_node(m->graph, i);
+    const struct fv_blob *w = fv_graph_blob(m->graph, n->blobs[0]);
+    if (m->packed16[i])
+        fv_gemm_nt_bf16((size_t)batch, w->shape[0], k, x, (size_t)k, m->packed16[i], e, y);
+    else
+        fv_gemm_nt((size_t)batch, w->shape[0], k, x, (size_t)k, w->data, m->packed[i], e, y);
 }
 
 enum fv_status fv_context_run(struct fv_context *ctx, const float *input, int batch, int h, int w,
@@ -531,9 +604,7 @@ enum fv_status fv_context_run(struct fv_context *ctx, const float *input, int ba
                 fv_ops_depthwise_conv2d_prelu(&s, x, blob_data(g, n->blobs[0]),
                                               blob_data(g, n->blobs[1]), slopes, n_slopes, py);
             else
-                fv_gemm_nt((size_t)batch, os[2], in[0] * in[1] * in[2], x,
-                           (size_t)in[0] * in[1] * in[2], blob_data(g, n->blobs[0]),
-                           m->packed[i], &e, py);
+                run_fc(ctx, i, batch, in[0] * in[1] * in[2], x, &e, py);
             i++;
             continue;
         }
@@ -554,9 +625,7 @@ enum fv_status fv_context_run(struct fv_context *ctx, const float *input, int ba
         case FV_OP_FULLY_CONNECTED: {
             const struct fv_gemm_epilogue e = {.bias = blob_data(g, n->blobs[1]),
                                                .act = n->activation};
-            fv_gemm_nt((size_t)batch, os[2], in[0] * in[1] * in[2], x,
-                       (size_t)in[0] * in[1] * in[2], blob_data(g, n->blobs[0]), m->packed[i],
-                       &e, y);
+            run_fc(ctx, i, batch, in[0] * in[1] * in[2], x, &e, y);
             break;
         }
         case FV_OP_PRELU:

@@ -47,6 +47,18 @@ void fv_model_tensor_shape(const struct fv_model *model, int tensor, int shape[3
 /* Multiply-adds × 2 for one sample at input size h × w (0, 0 = nominal). */
 double fv_model_flops(const struct fv_model *model, int h, int w);
 
+/* Arithmetic of the matrix products. FP32 is the reference; BF16 rounds both
+ * operands of the 1×1 convolutions and fully connected layers (even input
+ * counts up to FV_GEMM_BF16_MAX_K) to bfloat16 and accumulates in float, at
+ * twice the speed on CPUs with AVX-512 BF16. Everything else stays float. */
+enum fv_precision { FV_PRECISION_FP32, FV_PRECISION_BF16 };
+const char *fv_precision_name(enum fv_precision p); /* "fp32" or "bf16" */
+/* Call before creating contexts (a model is otherwise read-only). BF16 fails
+ * with FV_ERR_UNSUPPORTED on CPUs without bf16 dot products. */
+enum fv_status fv_model_set_precision(struct fv_model *model, enum fv_precision p,
+                                      struct fv_error *err);
+enum fv_precision fv_model_precision(const struct fv_model *model);
+
 /* A context for batches of up to max_batch samples of up to max_h × max_w
  * (0 = the model's nominal size). */
 enum fv_status fv_context_new(const struct fv_model *model, int max_batch, int max_h, int max_w,

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/gemm.h"
 #include "pipeline/align.h"
 
 struct fv_pipeline {
@@ -43,10 +44,26 @@ int fv_face_policy_from_name(const char *name)
     return -1;
 }
 
+static const char *const precision_names[] = {"auto", "fp32", "bf16"};
+
+const char *fv_pipeline_precision_name(enum fv_pipeline_precision p)
+{
+    return (unsigned)p < 3 ? precision_names[p] : "?";
+}
+
+int fv_pipeline_precision_from_name(const char *name)
+{
+    for (int i = 0; i < 3; i++)
+        if (strcmp(name, precision_names[i]) == 0)
+            return i;
+    return -1;
+}
+
 void fv_pipeline_default_params(struct fv_pipeline_params *p)
 {
     fv_detect_default_params(&p->detect);
     fv_image_default_limits(&p->limits);
+    p->precision = FV_PIPELINE_AUTO;
 }
 
 void fv_face_embeddings_free(struct fv_face_embedding *faces, int n)
@@ -66,6 +83,9 @@ enum fv_status fv_pipeline_new(const char *detector_dir, const char *model_path,
     *out = NULL;
     if ((st = fv_detect_check_params(&params->detect, err)))
         return st;
+    if ((unsigned)params->precision > FV_PIPELINE_BF16)
+        return fv_error_set(err, FV_ERR_INVALID_ARG, "unknown precision %d",
+                            (int)params->precision);
     struct fv_pipeline *p = calloc(1, sizeof *p);
     if (!p)
         return fv_error_set(err, FV_ERR_NOMEM, "out of memory creating pipeline");
@@ -73,6 +93,11 @@ enum fv_status fv_pipeline_new(const char *detector_dir, const char *model_path,
     if ((st = fv_detector_load(detector_dir, &p->detector, err)) ||
         (st = fv_model_load(model_path, &p->model, err)))
         goto fail;
+    if (params->precision == FV_PIPELINE_BF16 ||
+        (params->precision == FV_PIPELINE_AUTO && fv_gemm_bf16_available())) {
+        if ((st = fv_model_set_precision(p->model, FV_PRECISION_BF16, err)))
+            goto fail;
+    }
     const struct fv_model_meta *meta = fv_model_meta(p->model);
     p->embedding_tensor = meta->embedding[0] ? fv_model_find_tensor(p->model, meta->embedding) : -1;
     if (p->embedding_tensor < 0) {
@@ -345,11 +370,18 @@ enum fv_status fv_pipeline_process(struct fv_pipeline_worker *w, const struct fv
     return FV_OK;
 }
 
+enum fv_precision fv_pipeline_precision(const struct fv_pipeline *p)
+{
+    return fv_model_precision(p->model);
+}
+
 uint64_t fv_pipeline_fingerprint(const struct fv_pipeline *p)
 {
     uint64_t h = 14695981039346656037ULL;
     h = fv_detector_hash(p->detector, h);
     h = fv_model_hash(p->model, h);
+    h ^= (uint64_t)fv_model_precision(p->model) + 1;
+    h *= 1099511628211ULL;
     const unsigned char *d = (const unsigned char *)&p->params.detect;
     for (size_t i = 0; i < sizeof p->params.detect; i++) {
         h ^= d[i];

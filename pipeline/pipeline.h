@@ -33,9 +33,17 @@ enum fv_face_policy {
 const char *fv_face_policy_name(enum fv_face_policy policy);
 int fv_face_policy_from_name(const char *name); /* -1 if unknown */
 
+/* The embedding network's arithmetic (see fv_model_set_precision): the
+ * detector always runs in float. AUTO is bf16 on CPUs with AVX-512 BF16 and fp32
+ * elsewhere. */
+enum fv_pipeline_precision { FV_PIPELINE_AUTO, FV_PIPELINE_FP32, FV_PIPELINE_BF16 };
+const char *fv_pipeline_precision_name(enum fv_pipeline_precision p); /* auto, fp32, bf16 */
+int fv_pipeline_precision_from_name(const char *name);                /* -1 if unknown */
+
 struct fv_pipeline_params {
     struct fv_detect_params detect;
     struct fv_image_limits limits;
+    enum fv_pipeline_precision precision;
 };
 void fv_pipeline_default_params(struct fv_pipeline_params *params);
 
@@ -70,6 +78,8 @@ int fv_pipeline_raw_dim(const struct fv_pipeline *pipe);
 /* Length of the final embedding (the projection's out_dim when one is set). */
 int fv_pipeline_dim(const struct fv_pipeline *pipe);
 int fv_pipeline_has_projection(const struct fv_pipeline *pipe);
+/* The precision the embedding network runs at (AUTO resolved). */
+enum fv_precision fv_pipeline_precision(const struct fv_pipeline *pipe);
 /* The model's default threshold, or 0.5 when its metadata has none. */
 float fv_pipeline_threshold(const struct fv_pipeline *pipe);
 

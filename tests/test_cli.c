@@ -140,8 +140,23 @@ Test(cli, verify_exit_status_like_cmp)
     cr_expect_gt(cJSON_GetObjectItem(j, "score")->valuedouble, 0.8);
     cr_expect_float_eq(cJSON_GetObjectItem(j, "threshold")->valuedouble, 0.42, 1e-6);
     cr_expect_not_null(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "face1"), "landmarks"));
+    double score = cJSON_GetObjectItem(j, "score")->valuedouble;
     cJSON_Delete(j);
     free(out);
+    free(err);
+    /* The reference arithmetic on request: the same decision, a score within bf16's
+     * rounding of the default one. */
+    snprintf(args, sizeof args, "verify %s/face0.jpg %s/face0-small.jpg --json --precision fp32",
+             dir, dir);
+    cr_expect_eq(run(args, &out, NULL), 0, "%s", out);
+    j = cJSON_Parse(out);
+    cr_assert_not_null(j, "not JSON: %s", out);
+    cr_expect_float_eq(cJSON_GetObjectItem(j, "score")->valuedouble, score, 2e-3);
+    cJSON_Delete(j);
+    free(out);
+    snprintf(args, sizeof args, "verify %s/face0.jpg %s/face1.jpg --precision fp16", dir, dir);
+    cr_expect_eq(run(args, NULL, &err), 2);
+    cr_expect(strstr(err, "--precision must be auto, fp32 or bf16") != NULL, "%s", err);
     free(err);
 
     snprintf(args, sizeof args, "verify %s/face0.jpg %s/face1.jpg", dir, dir);

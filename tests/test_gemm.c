@@ -42,6 +42,39 @@ static void reference(size_t m, int n, int k, const float *a, const float *w,
 
 enum residual_kind { NO_RESIDUAL, SEPARATE, IN_PLACE };
 
+/* x rounded to bfloat16 and back. */
+static float bf16_round(float x) { return fv_bf16_to_float(fv_bf16_from_float(x)); }
+
+/* The bf16 kernel, where the CPU has it, against the reference on operands
+ * rounded to bf16: each product is then exact, so only float summation differs. */
+static void check_bf16(size_t m, int n, int k, const float *a, const float *w,
+                       struct fv_gemm_epilogue *e, enum residual_kind res, const float *r, float *c)
+{
+    size_t count = fv_gemm_packed_bf16_count(n, k);
+    if (count == 0)
+        return;
+    float *a16 = malloc(m * (size_t)k * sizeof *a16), *w16 = malloc((size_t)n * k * sizeof *w16);
+    double *want = malloc(m * (size_t)n * sizeof *want);
+    uint16_t *packed = aligned_alloc(64, ((count + 31) & ~(size_t)31) * sizeof *packed);
+    cr_assert(a16 && w16 && want && packed);
+    for (size_t i = 0; i < m * (size_t)k; i++)
+        a16[i] = bf16_round(a[i]);
+    for (size_t i = 0; i < (size_t)n * k; i++)
+        w16[i] = bf16_round(w[i]);
+    reference(m, n, k, a16, w16, e, res == NO_RESIDUAL ? NULL : r, want);
+    fv_gemm_pack_bf16(n, k, w, packed);
+    memset(c, 0xff, m * (size_t)n * sizeof *c);
+    if (res == IN_PLACE)
+        memcpy(c, r, m * (size_t)n * sizeof *c);
+    e->residual = res == NO_RESIDUAL ? NULL : res == IN_PLACE ? c : r;
+    fv_gemm_nt_bf16(m, n, k, a, (size_t)k, packed, e, c);
+    for (size_t i = 0; i < m * (size_t)n; i++)
+        cr_assert(fabs(c[i] - want[i]) <= 2e-6 * (k + 2),
+                  "bf16 m=%zu n=%d k=%d element %zu: got %.7g, want %.7g", m, n, k, i, c[i],
+                  want[i]);
+    free(a16), free(w16), free(want), free(packed);
+}
+
 /* Runs one case through the packed kernel (when the CPU has it) and through
  * BLAS, and compares both with the reference. */
 static void check_case(size_t m, int n, int k, int with_bias, enum fv_activation act,
@@ -70,6 +103,7 @@ static void check_case(size_t m, int n, int k, int with_bias, enum fv_activation
     reference(m, n, k, a, w, &e, res == NO_RESIDUAL ? NULL : r, want);
     if (packed)
         fv_gemm_pack(n, k, w, packed);
+    check_bf16(m, n, k, a, w, &e, res, r, c);
     for (int path = 0; path < 2; path++) {
         const float *pk = path == 0 ? NULL : packed;
         if (path == 1 && !packed)
@@ -117,6 +151,51 @@ Test(gemm, hand_computed_product_and_epilogue)
     free(aligned);
 }
 
+Test(gemm, bf16_rounding_hand_cases)
+{
+    cr_expect_eq(fv_bf16_from_float(1.0f), 0x3f80);
+    cr_expect_eq(fv_bf16_from_float(-2.5f), 0xc020);
+    /* 1 + 2^-8 lies halfway between 1 and 1 + 2^-7: ties go to the even one, 1. */
+    cr_expect_eq(fv_bf16_from_float(1.0f + 0x1p-8f), 0x3f80);
+    /* 1 + 3·2^-8 lies halfway between 1 + 2^-7 (odd) and 1 + 2^-6: up. */
+    cr_expect_eq(fv_bf16_from_float(1.0f + 3 * 0x1p-8f), 0x3f82);
+    /* Just above the halfway point rounds up, just below rounds down. */
+    cr_expect_eq(fv_bf16_from_float(1.0f + 0x1p-8f + 0x1p-20f), 0x3f81);
+    cr_expect_eq(fv_bf16_from_float(1.0f + 0x1p-8f - 0x1p-20f), 0x3f80);
+    cr_expect_eq(fv_bf16_from_float(INFINITY), 0x7f80);
+    cr_expect_eq(fv_bf16_from_float(3.4028235e38f), 0x7f80); /* FLT_MAX rounds up to inf */
+    cr_expect(isnan(fv_bf16_to_float(fv_bf16_from_float(NAN))));
+    cr_expect_eq(fv_bf16_to_float(0x3f81), 1.0078125f);
+    cr_expect_eq(fv_bf16_to_float(0x8000), 0.0f);
+    cr_expect(signbit(fv_bf16_to_float(0x8000)));
+}
+
+Test(gemm, bf16_hand_computed_product)
+{
+    if (fv_gemm_packed_bf16_count(3, 2) == 0) {
+        fprintf(stderr, "gemm: no AVX-512 BF16 here: bf16 kernel not checked\n");
+        return;
+    }
+    /* As hand_computed_product_and_epilogue, with a value that bf16 rounds:
+     * 1 + 2^-8 + 2^-10 becomes 1 + 2^-7, so a · wᵀ row 0 is [1 + 2^-7, -1 + 2^-7 ... ]. */
+    const float a[] = {1.0f + 0x1p-8f + 0x1p-10f, 2, 3, 4}, w[] = {1, 0, 1, -1, 0, 2};
+    const float bias[] = {0, 1, -10};
+    const float want[] = {1.0078125f, 0.0078125f, -3.0f, 3, 0, -1};
+    float c[6];
+    uint16_t *packed = aligned_alloc(64, 64 * sizeof *packed);
+    cr_assert_eq(fv_gemm_packed_bf16_count(3, 2), 64); /* one panel: 32 columns × 2 */
+    fv_gemm_pack_bf16(3, 2, w, packed);
+    /* Pairs along k, column by column: (w00, w01), (w10, w11), (w20, w21), zeros. */
+    static const uint16_t head[] = {0x3f80, 0, 0x3f80, 0xbf80, 0, 0x4000, 0, 0};
+    for (int i = 0; i < 8; i++)
+        cr_expect_eq(packed[i], head[i], "packed[%d] = %#x", i, packed[i]);
+    struct fv_gemm_epilogue e = {.bias = bias, .slopes = (const float[]){0.5f}, .n_slopes = 1};
+    fv_gemm_nt_bf16(2, 3, 2, a, 2, packed, &e, c);
+    for (int i = 0; i < 6; i++)
+        cr_expect_eq(c[i], want[i], "element %d: %.9g, want %.9g", i, c[i], want[i]);
+    free(packed);
+}
+
 Test(gemm, tile_edges_against_reference)
 {
     if (fv_gemm_packed_floats(32, 8) == 0)
@@ -124,7 +203,7 @@ Test(gemm, tile_edges_against_reference)
     /* Rows around the 12-row tile, columns around the 16- and 32-wide vectors. */
     static const size_t ms[] = {1, 2, 11, 12, 13, 25, 49};
     static const int ns[] = {1, 2, 10, 15, 16, 17, 31, 32, 33, 48, 64, 70};
-    static const int ks[] = {1, 3, 27, 64, 130};
+    static const int ks[] = {1, 2, 3, 27, 28, 64, 130};
     for (size_t i = 0; i < sizeof ms / sizeof *ms; i++)
         for (size_t j = 0; j < sizeof ns / sizeof *ns; j++)
             for (size_t l = 0; l < sizeof ks / sizeof *ks; l++)

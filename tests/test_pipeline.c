@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "model/gemm.h"
 #include "model/model_file.h"
 #include "pipeline/align.h"
 #include "pipeline/detect.h"
@@ -283,6 +284,64 @@ Test(verify, same_face_rescaled_matches_and_different_people_do_not, .timeout = 
     free(faces);
     fv_pipeline_worker_free(w);
     fv_pipeline_free(pipe);
+}
+
+/* The same faces through pipelines at fp32 and at bf16: same detections, near-equal
+ * embeddings (bf16 rounds the operands of the 1×1 convolutions), different
+ * fingerprints so cached features never mix. */
+Test(verify, bf16_embeddings_stay_close_to_fp32, .timeout = 120)
+{
+    if (!have_models())
+        cr_skip_test("models/ or tests/data/ missing: run `make models test-data`");
+    cr_expect_eq(fv_pipeline_precision_from_name("bf16"), FV_PIPELINE_BF16);
+    cr_expect_eq(fv_pipeline_precision_from_name("auto"), FV_PIPELINE_AUTO);
+    cr_expect_eq(fv_pipeline_precision_from_name("fp16"), -1);
+    struct fv_error err = {0};
+    struct fv_pipeline_params p;
+    fv_pipeline_default_params(&p);
+    cr_expect_eq(p.precision, FV_PIPELINE_AUTO);
+    struct fv_pipeline *pipe[2];
+    p.precision = FV_PIPELINE_FP32;
+    cr_assert_eq(fv_pipeline_new("models", "models/mobilefacenet.fvm", &p, &pipe[0], &err), FV_OK);
+    cr_expect_eq(fv_pipeline_precision(pipe[0]), FV_PRECISION_FP32);
+    p.precision = FV_PIPELINE_BF16;
+    if (!fv_gemm_bf16_available()) {
+        cr_expect_eq(fv_pipeline_new("models", "models/mobilefacenet.fvm", &p, &pipe[1], &err),
+                     FV_ERR_UNSUPPORTED);
+        fprintf(stderr, "verify: no AVX-512 BF16 here: bf16 embeddings not checked\n");
+        fv_pipeline_free(pipe[0]);
+        return;
+    }
+    cr_assert_eq(fv_pipeline_new("models", "models/mobilefacenet.fvm", &p, &pipe[1], &err), FV_OK);
+    cr_expect_eq(fv_pipeline_precision(pipe[1]), FV_PRECISION_BF16);
+    cr_expect_neq(fv_pipeline_fingerprint(pipe[0]), fv_pipeline_fingerprint(pipe[1]));
+    struct fv_image *img;
+    cr_assert_eq(fv_image_load("tests/data/sample1.jpg", NULL, &img, &err), FV_OK);
+    struct fv_face_embedding *faces[2];
+    int n[2], dim = fv_pipeline_dim(pipe[0]);
+    for (int k = 0; k < 2; k++) {
+        struct fv_pipeline_worker *w;
+        cr_assert_eq(fv_pipeline_worker_new(pipe[k], &w, &err), FV_OK);
+        cr_assert_eq(fv_pipeline_process(w, img, FV_FACE_ALL, &faces[k], &n[k], &err), FV_OK);
+        fv_pipeline_worker_free(w);
+    }
+    cr_assert_eq(n[0], n[1]);
+    cr_assert_geq(n[0], 2);
+    for (int i = 0; i < n[0]; i++) {
+        cr_expect_eq(memcmp(faces[0][i].face.landmarks, faces[1][i].face.landmarks,
+                            sizeof faces[0][i].face.landmarks), 0, "face %d: detection differs", i);
+        float c = fv_cosine(faces[0][i].embedding, faces[1][i].embedding, dim);
+        cr_expect_gt(c, 0.999f, "face %d: bf16 embedding at cosine %.6f from fp32", i, c);
+        cr_expect_lt(c, 1.0f - 1e-7f, "face %d: bf16 gave the fp32 embedding exactly", i);
+        for (int j = 0; j < n[0]; j++)
+            if (j != i)
+                cr_expect_lt(fv_cosine(faces[0][i].embedding, faces[1][j].embedding, dim), 0.9f);
+    }
+    for (int k = 0; k < 2; k++) {
+        fv_face_embeddings_free(faces[k], n[k]);
+        fv_pipeline_free(pipe[k]);
+    }
+    fv_image_free(img);
 }
 
 Test(verify, blank_image_has_no_face)

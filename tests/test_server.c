@@ -23,6 +23,7 @@
 #include "api/auth.h"
 #include "api/base64.h"
 #include "api/multipart.h"
+#include "model/gemm.h"
 #include "pipeline/image.h"
 #include "tests/server_harness.h"
 
@@ -349,6 +350,9 @@ Test(server, endpoints_happy_paths, .timeout = 60)
     cr_assert_eq(number(cJSON_GetObjectItem(model, "input"), "width"), 112);
     double model_threshold = number(model, "threshold");
     cr_assert_not(boolean(model, "pca"));
+    const cJSON *precision = cJSON_GetObjectItem(model, "precision");
+    cr_assert(cJSON_IsString(precision));
+    cr_expect_str_eq(precision->valuestring, fv_gemm_bf16_available() ? "bf16" : "fp32");
     harness_resp_free(&r);
 
     /* same face, rescaled and re-encoded: a match (JSON, data URI on image2) */

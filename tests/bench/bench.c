@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "model/gemm.h"
 #include "model/model.h"
 #include "model/model_file.h"
 #include "model/train.h"
@@ -78,12 +79,15 @@ static double throughput(const struct fv_model *m, int h, int w, int threads, fl
     return (double)threads * BATCH * ITER / ((now_ms() - t0) / 1e3);
 }
 
-static void bench_network(const char *path, int h, int w)
+static void bench_network(const char *path, int h, int w, enum fv_precision precision)
 {
     struct fv_error err = {0};
     struct fv_model *m;
-    if (fv_model_load(path, &m, &err))
+    if (fv_model_load(path, &m, &err) || fv_model_set_precision(m, precision, &err))
         die(&err);
+    char name[128];
+    snprintf(name, sizeof name, "%s%s", fv_model_meta(m)->name,
+             precision == FV_PRECISION_BF16 ? " (bf16)" : "");
     size_t per = (size_t)h * w * 3;
     float *input = malloc(16 * per * sizeof *input);
     for (size_t i = 0; i < 16 * per; i++)
@@ -101,8 +105,7 @@ static void bench_network(const char *path, int h, int w)
     }
     double med = median(t, RUNS), flops = fv_model_flops(m, h, w);
     double one = throughput(m, h, w, 1, input), two = throughput(m, h, w, 2, input);
-    printf("%-20s %4dx%-4d %8.4f %9.2f ms %8.1f %10.1f %10.1f %8.1f\n", fv_model_meta(m)->name, h,
-           w, flops / 1e9, med, flops / (med / 1e3) / 1e9, one, two, two / one);
+    printf("%-20s %4dx%-4d %8.4f %9.2f ms %8.1f %10.1f %10.1f %8.1f\n", name, h, w, flops / 1e9, med, flops / (med / 1e3) / 1e9, one, two, two / one);
     fv_context_free(ctx);
     fv_model_free(m);
     free(input);
@@ -212,6 +215,48 @@ static uint8_t *lfw_like(struct fv_pipeline_worker *w, const char *photo, int fa
     return jpeg;
 }
 
+/* Verify a against b, medians of 21 runs: both images on one thread, and on two
+ * threads as `facever verify` runs it. */
+static void bench_verify(const struct fv_pipeline *pipe, const uint8_t *a, size_t size1,
+                         const uint8_t *b, size_t size2)
+{
+    struct fv_error err = {0};
+    struct fv_pipeline_worker *w, *w2;
+    if (fv_pipeline_worker_new(pipe, &w, &err) || fv_pipeline_worker_new(pipe, &w2, &err))
+        die(&err);
+    struct verify_job jobs[2] = {{w, a, size1, NULL}, {w2, b, size2, NULL}};
+    enum { RUNS = 21 };
+    double t_seq[RUNS], t_par[RUNS];
+    int dim = fv_pipeline_dim(pipe);
+    for (int r = -1; r < RUNS; r++) {
+        double t0 = now_ms();
+        verify_one(&jobs[0]);
+        verify_one(&jobs[1]);
+        volatile float score = fv_cosine(jobs[0].embedding, jobs[1].embedding, dim);
+        (void)score;
+        double t1 = now_ms();
+        for (int i = 0; i < 2; i++)
+            free(jobs[i].embedding);
+        double t2 = now_ms();
+        pthread_t tid;
+        pthread_create(&tid, NULL, verify_one, &jobs[1]);
+        verify_one(&jobs[0]);
+        pthread_join(tid, NULL);
+        score = fv_cosine(jobs[0].embedding, jobs[1].embedding, dim);
+        double t3 = now_ms();
+        for (int i = 0; i < 2; i++)
+            free(jobs[i].embedding);
+        if (r >= 0)
+            t_seq[r] = t1 - t0, t_par[r] = t3 - t2;
+    }
+    const char *prec = fv_precision_name(fv_pipeline_precision(pipe));
+    printf("verify (%s), one thread:  median %.2f ms\n", prec, median(t_seq, RUNS));
+    printf("verify (%s), two threads: median %.2f ms (as facever verify runs it)\n", prec,
+           median(t_par, RUNS));
+    fv_pipeline_worker_free(w);
+    fv_pipeline_worker_free(w2);
+}
+
 /* ---- training ---- */
 
 struct train_job {
@@ -287,10 +332,12 @@ int main(int argc, char **argv)
     printf("== networks (median of 40 runs at batch 1 on one thread; images/s at batch 16)\n");
     printf("%-20s %-9s %8s %12s %8s %10s %10s %8s\n", "network", "input", "GFLOP", "batch 1",
            "GFLOP/s", "1 thread", "2 threads", "speedup");
-    bench_network("models/mobilefacenet.fvm", 112, 112);
-    bench_network("models/pnet.fvm", 150, 150);
-    bench_network("models/rnet.fvm", 24, 24);
-    bench_network("models/onet.fvm", 48, 48);
+    bench_network("models/mobilefacenet.fvm", 112, 112, FV_PRECISION_FP32);
+    if (fv_gemm_bf16_available())
+        bench_network("models/mobilefacenet.fvm", 112, 112, FV_PRECISION_BF16);
+    bench_network("models/pnet.fvm", 150, 150, FV_PRECISION_FP32);
+    bench_network("models/rnet.fvm", 24, 24, FV_PRECISION_FP32);
+    bench_network("models/onet.fvm", 48, 48, FV_PRECISION_FP32);
 
     struct fv_pipeline_params params;
     struct fv_pipeline *pipe;
@@ -319,38 +366,16 @@ int main(int argc, char **argv)
     bench_image(w, pipe, photo, photo_size, "sample1.jpg");
 
     printf("\n== verify two 250x250 JPEGs in-process (decode, detect, align, embed both, cosine)\n");
-    struct fv_pipeline_worker *w2;
-    if (fv_pipeline_worker_new(pipe, &w2, &err))
-        die(&err);
-    struct verify_job jobs[2] = {{w, a, size1, NULL}, {w2, b, size2, NULL}};
-    enum { RUNS = 21 };
-    double t_seq[RUNS], t_par[RUNS];
-    int dim = fv_pipeline_dim(pipe);
-    for (int r = -1; r < RUNS; r++) {
-        double t0 = now_ms();
-        verify_one(&jobs[0]);
-        verify_one(&jobs[1]);
-        volatile float score = fv_cosine(jobs[0].embedding, jobs[1].embedding, dim);
-        (void)score;
-        double t1 = now_ms();
-        for (int i = 0; i < 2; i++)
-            free(jobs[i].embedding);
-        /* as `facever verify` does it: the two images on two threads */
-        double t2 = now_ms();
-        pthread_t tid;
-        pthread_create(&tid, NULL, verify_one, &jobs[1]);
-        verify_one(&jobs[0]);
-        pthread_join(tid, NULL);
-        score = fv_cosine(jobs[0].embedding, jobs[1].embedding, dim);
-        double t3 = now_ms();
-        for (int i = 0; i < 2; i++)
-            free(jobs[i].embedding);
-        if (r >= 0)
-            t_seq[r] = t1 - t0, t_par[r] = t3 - t2;
+    bench_verify(pipe, a, size1, b, size2);
+    if (fv_pipeline_precision(pipe) != FV_PRECISION_FP32) {
+        /* the reference arithmetic, for comparison */
+        struct fv_pipeline *ref;
+        params.precision = FV_PIPELINE_FP32;
+        if (fv_pipeline_new("models", "models/mobilefacenet.fvm", &params, &ref, &err))
+            die(&err);
+        bench_verify(ref, a, size1, b, size2);
+        fv_pipeline_free(ref);
     }
-    printf("verify, one thread:  median %.2f ms\n", median(t_seq, RUNS));
-    printf("verify, two threads: median %.2f ms (as facever verify runs it)\n", median(t_par, RUNS));
-    fv_pipeline_worker_free(w2);
     printf("\n== training (softmax + center loss, SGD), images/s: one trainer; two trainers on "
            "two threads\n");
     printf("%-10s %-10s %10s %12s %8s\n", "network", "", "1 thread", "2 threads", "speedup");
