@@ -362,6 +362,7 @@ static AVX512 void depthwise3x3_512(const struct fv_conv_shape *s, const float *
 static AVX512 void max_pool_512(const struct fv_conv_shape *s, const float *input, float *output)
 {
     const int c = s->in_c;
+    const __mmask16 mask = c >= 16 ? 0xFFFF : (__mmask16)((1u << c) - 1);
     for (int b = 0; b < s->n; b++) {
         const float *img = input + (size_t)b * s->in_h * s->in_w * c;
         float *out = output + (size_t)b * s->out_h * s->out_w * c;
@@ -371,12 +372,15 @@ static AVX512 void max_pool_512(const struct fv_conv_shape *s, const float *inpu
             for (int ox = 0; ox < s->out_w; ox++, out += c) {
                 int x0, x1;
                 window_range(ox, s->stride_w, s->pad_left, s->kernel_w, s->in_w, &x0, &x1);
-                for (int k = 0; k < c; k += 16) {
+                for (int k0 = 0; k0 < c; k0 += 16) {
+                    /* A partial last group is the last 16 channels again, overlapping
+                     * (a max is a max); fewer than 16 channels go under a mask. */
+                    const int k = k0 + 16 <= c ? k0 : c >= 16 ? c - 16 : 0;
                     __m512 m = _mm512_set1_ps(-FLT_MAX);
                     for (int iy = y0; iy < y1; iy++)
                         for (int ix = x0; ix < x1; ix++)
-                            m = _mm512_max_ps(m, _mm512_loadu_ps(img + ((size_t)iy * s->in_w + ix) * c + k));
-                    _mm512_storeu_ps(out + k, m);
+                            m = _mm512_max_ps(m, _mm512_maskz_loadu_ps(mask, img + ((size_t)iy * s->in_w + ix) * c + k));
+                    _mm512_mask_storeu_ps(out + k, mask, m);
                 }
             }
         }
@@ -445,7 +449,7 @@ void fv_ops_depthwise_conv2d(const struct fv_conv_shape *s, const float *input,
 FV_HOT void fv_ops_max_pool2d(const struct fv_conv_shape *s, const float *input, float *output)
 {
 #ifdef FV_DW512
-    if (s->in_c % 16 == 0 && fv_gemm_packed_available()) {
+    if (fv_gemm_packed_available()) {
         max_pool_512(s, input, output);
         return;
     }

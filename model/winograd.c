@@ -1,4 +1,4 @@
-/* winograd.c - F(2×2, 3×3) convolutions on the packed GEMM (see winograd.h). */
+/* winograd.c - F(2×2, 3×3) and F(3×3, 3×3) convolutions on the packed GEMM (see winograd.h). */
 #include "model/winograd.h"
 
 #include <stdlib.h>
@@ -13,7 +13,21 @@
  * one pass (16 · CHUNK · (in_c + out_c) floats) stay in the L2 cache. A
  * multiple of the GEMM's 12-row tile. */
 #define CHUNK 48
-#define POINTS 16 /* 4 × 4 transformed values per block */
+#define MAX_POINTS 25 /* 5 × 5 transformed values per block of F(3×3, 3×3) */
+
+/* The two variants: F(2×2, 3×3) on 4×4 patches (16 points, 4 outputs) and
+ * F(3×3, 3×3) on 5×5 patches (25 points, 9 outputs: 2.78 multiplications per
+ * output instead of 4). Packed filters hold F2's 16 points, then F3's 25. */
+enum { F2, F3 };
+static const int tile_out[2] = {2, 3}, tile_in[2] = {4, 5};
+
+/* G of each variant (points 0, 1, -1 and ∞; F3 adds 2). */
+static const double g2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+static const double g3[5][3] = {{0.5, 0, 0},
+                                {-0.5, -0.5, -0.5},
+                                {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                {1.0 / 6, 1.0 / 3, 2.0 / 3},
+                                {0, 0, 1}};
 
 int fv_winograd_supported(int kernel_h, int kernel_w, int stride_h, int stride_w, int pad_top,
                           int pad_left, int in_c)
@@ -37,12 +51,12 @@ int fv_winograd_applies(const struct fv_conv_shape *s)
 
 size_t fv_winograd_packed_floats(int out_c, int in_c)
 {
-    return POINTS * fv_gemm_packed_floats(out_c, in_c);
+    return (16 + 25) * fv_gemm_packed_floats(out_c, in_c);
 }
 
 size_t fv_winograd_scratch(int in_c, int out_c)
 {
-    return (size_t)POINTS * CHUNK * ((size_t)in_c + (size_t)out_c);
+    return (size_t)MAX_POINTS * CHUNK * ((size_t)in_c + (size_t)out_c);
 }
 
 int fv_winograd_pack(int out_c, int in_c, const float *filter, float *packed)
@@ -51,94 +65,136 @@ int fv_winograd_pack(int out_c, int in_c, const float *filter, float *packed)
     float *u = malloc((size_t)out_c * in_c * sizeof *u);
     if (!u)
         return -1;
-    /* Point (r, q) of G g Gᵀ for the 3×3 filter g of output o, channel c, with
-     * G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1]: one out_c × in_c matrix per point. */
-    for (int point = 0; point < POINTS; point++) {
-        int r = point / 4, q = point % 4;
-        for (int o = 0; o < out_c; o++)
-            for (int c = 0; c < in_c; c++) {
-                const float *g = filter + (size_t)o * 9 * in_c + c;
-                float row[3]; /* row r of G g, across kx */
-                for (int kx = 0; kx < 3; kx++) {
-                    float g0 = g[(size_t)kx * in_c], g1 = g[(size_t)(3 + kx) * in_c],
-                          g2 = g[(size_t)(6 + kx) * in_c];
-                    row[kx] = r == 0   ? g0
-                              : r == 1 ? 0.5f * (g0 + g1 + g2)
-                              : r == 2 ? 0.5f * (g0 - g1 + g2)
-                                       : g2;
+    /* Point (r, q) of G g Gᵀ for the 3×3 filter g of output o, channel c: one
+     * out_c × in_c matrix per point, in double and rounded once. */
+    for (int v = F2; v <= F3; v++) {
+        const int a = tile_in[v];
+        const double(*gm)[3] = v == F2 ? g2 : g3;
+        float *dst = packed + (v == F2 ? 0 : 16 * per);
+        for (int point = 0; point < a * a; point++) {
+            int r = point / a, q = point % a;
+            for (int o = 0; o < out_c; o++)
+                for (int c = 0; c < in_c; c++) {
+                    const float *g = filter + (size_t)o * 9 * in_c + c;
+                    double sum = 0.0;
+                    for (int ky = 0; ky < 3; ky++)
+                        for (int kx = 0; kx < 3; kx++)
+                            sum += gm[r][ky] * gm[q][kx] * g[(size_t)(ky * 3 + kx) * in_c];
+                    u[(size_t)o * in_c + c] = (float)sum;
                 }
-                u[(size_t)o * in_c + c] = q == 0   ? row[0]
-                                          : q == 1 ? 0.5f * (row[0] + row[1] + row[2])
-                                          : q == 2 ? 0.5f * (row[0] - row[1] + row[2])
-                                                   : row[2];
-            }
-        fv_gemm_pack(out_c, in_c, u, packed + (size_t)point * per);
+            fv_gemm_pack(out_c, in_c, u, dst + (size_t)point * per);
+        }
     }
     free(u);
     return 0;
 }
 
-#ifdef FV_WINOGRAD
-/* Input block t of the pass (output block (ty, tx) of image b): the 4×4 patch
- * at (2 ty, 2 tx), zero past the image, as Bᵀ d B with
- * Bᵀ = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], 16 channels at a time. */
-static FV_AVX512 void transform_input(const struct fv_conv_shape *s, const float *img, int ty,
-                                      int tx, float *v, size_t point_stride)
+int fv_winograd_tile(const struct fv_conv_shape *s)
 {
-    const int c = s->in_c;
+    size_t f2 = (size_t)((s->out_h + 1) / 2) * ((s->out_w + 1) / 2) * 16;
+    size_t f3 = (size_t)((s->out_h + 2) / 3) * ((s->out_w + 2) / 3) * 25;
+    return f3 < f2 ? 3 : 2;
+}
+
+#ifdef FV_WINOGRAD
+/* Bᵀ along one line of a patch. F2: Bᵀ = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1].
+ * F3: Bᵀ = [2 -1 -2 1 0; 0 -2 -1 1 0; 0 2 -3 1 0; 0 -1 0 1 0; 0 2 -1 -2 1]. */
+static inline __attribute__((always_inline)) FV_AVX512 void
+input_line(int v, const __m512 *d, __m512 *u)
+{
+    if (v == F2) {
+        u[0] = _mm512_sub_ps(d[0], d[2]);
+        u[1] = _mm512_add_ps(d[1], d[2]);
+        u[2] = _mm512_sub_ps(d[2], d[1]);
+        u[3] = _mm512_sub_ps(d[1], d[3]);
+        return;
+    }
+    const __m512 two = _mm512_set1_ps(2.0f);
+    const __m512 d31 = _mm512_sub_ps(d[3], d[1]), d32 = _mm512_sub_ps(d[3], d[2]);
+    u[0] = _mm512_fmadd_ps(two, _mm512_sub_ps(d[0], d[2]), d31);
+    u[1] = _mm512_fnmadd_ps(two, d[1], d32);
+    u[2] = _mm512_fmadd_ps(two, _mm512_sub_ps(d[1], d[2]), d32);
+    u[3] = d31;
+    u[4] = _mm512_fnmadd_ps(two, d31, _mm512_sub_ps(d[4], d[2]));
+}
+
+/* Aᵀ along one line of products. F2: Aᵀ = [1 1 1 0; 0 1 -1 -1].
+ * F3: Aᵀ = [1 1 1 1 0; 0 1 -1 2 0; 0 1 1 4 1]. */
+static inline __attribute__((always_inline)) FV_AVX512 void
+output_line(int v, const __m512 *m, __m512 *y)
+{
+    if (v == F2) {
+        y[0] = _mm512_add_ps(_mm512_add_ps(m[0], m[1]), m[2]);
+        y[1] = _mm512_sub_ps(_mm512_sub_ps(m[1], m[2]), m[3]);
+        return;
+    }
+    const __m512 s12 = _mm512_add_ps(m[1], m[2]), d12 = _mm512_sub_ps(m[1], m[2]);
+    y[0] = _mm512_add_ps(_mm512_add_ps(m[0], s12), m[3]);
+    y[1] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), m[3], d12);
+    y[2] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(4.0f), m[3], s12), m[4]);
+}
+
+/* Input block (ty, tx) of one image: the a × a patch at (m ty, m tx), zero past
+ * the image, as Bᵀ d B, 16 channels at a time; point (i, j) goes to
+ * v + (i a + j) · point_stride. */
+static inline __attribute__((always_inline)) FV_AVX512 void
+transform_input(int var, const struct fv_conv_shape *s, const float *img, int ty, int tx,
+                float *v, size_t point_stride)
+{
+    const int c = s->in_c, a = tile_in[var], step = tile_out[var];
     for (int c0 = 0; c0 < c; c0 += 16) {
         __mmask16 mask = c - c0 >= 16 ? 0xFFFF : (__mmask16)((1u << (c - c0)) - 1);
-        __m512 d[4][4], t[4][4];
-        for (int i = 0; i < 4; i++)
-            for (int j = 0; j < 4; j++) {
-                int iy = 2 * ty + i, ix = 2 * tx + j;
-                d[i][j] = iy < s->in_h && ix < s->in_w
-                              ? _mm512_maskz_loadu_ps(mask, img + ((size_t)iy * s->in_w + ix) * c + c0)
-                              : _mm512_setzero_ps();
+        __m512 t[5][5];
+        for (int j = 0; j < a; j++) {
+            __m512 d[5], u[5];
+            int ix = step * tx + j;
+            for (int i = 0; i < a; i++) {
+                int iy = step * ty + i;
+                d[i] = iy < s->in_h && ix < s->in_w
+                           ? _mm512_maskz_loadu_ps(mask, img + ((size_t)iy * s->in_w + ix) * c + c0)
+                           : _mm512_setzero_ps();
             }
-        for (int j = 0; j < 4; j++) {
-            t[0][j] = _mm512_sub_ps(d[0][j], d[2][j]);
-            t[1][j] = _mm512_add_ps(d[1][j], d[2][j]);
-            t[2][j] = _mm512_sub_ps(d[2][j], d[1][j]);
-            t[3][j] = _mm512_sub_ps(d[1][j], d[3][j]);
+            input_line(var, d, u);
+            for (int i = 0; i < a; i++)
+                t[i][j] = u[i];
         }
-        for (int i = 0; i < 4; i++) {
-            float *row = v + (size_t)i * 4 * point_stride + c0;
-            _mm512_mask_storeu_ps(row, mask, _mm512_sub_ps(t[i][0], t[i][2]));
-            _mm512_mask_storeu_ps(row + point_stride, mask, _mm512_add_ps(t[i][1], t[i][2]));
-            _mm512_mask_storeu_ps(row + 2 * point_stride, mask, _mm512_sub_ps(t[i][2], t[i][1]));
-            _mm512_mask_storeu_ps(row + 3 * point_stride, mask, _mm512_sub_ps(t[i][1], t[i][3]));
+        for (int i = 0; i < a; i++) {
+            __m512 u[5];
+            input_line(var, t[i], u);
+            float *row = v + (size_t)i * a * point_stride + c0;
+            for (int j = 0; j < a; j++)
+                _mm512_mask_storeu_ps(row + j * point_stride, mask, u[j]);
         }
     }
 }
 
-/* The products of block t back to its 2×2 outputs, Aᵀ m A with
- * Aᵀ = [1 1 1 0; 0 1 -1 -1], then the epilogue; outputs past the image edge
- * (odd sizes) are dropped. */
-static FV_AVX512 void transform_output(const struct fv_conv_shape *s, int b, int ty, int tx,
-                                       const float *m, size_t point_stride,
-                                       const struct fv_gemm_epilogue *e, float *output)
+/* The products of one block back to its m × m outputs, Aᵀ p A, then the
+ * epilogue; outputs past the image edge are dropped. */
+static inline __attribute__((always_inline)) FV_AVX512 void
+transform_output(int var, const struct fv_conv_shape *s, int b, int ty, int tx, const float *m,
+                 size_t point_stride, const struct fv_gemm_epilogue *e, float *output)
 {
-    const int n = s->out_c;
+    const int n = s->out_c, a = tile_in[var], step = tile_out[var];
     for (int o0 = 0; o0 < n; o0 += 16) {
         __mmask16 mask = n - o0 >= 16 ? 0xFFFF : (__mmask16)((1u << (n - o0)) - 1);
         const struct fv_epi512 ep = fv_epi512_load(e, o0, mask);
-        __m512 p[4][4], t[2][4];
-        for (int i = 0; i < 4; i++)
-            for (int j = 0; j < 4; j++)
-                p[i][j] = _mm512_maskz_loadu_ps(mask, m + (size_t)(i * 4 + j) * point_stride + o0);
-        for (int j = 0; j < 4; j++) {
-            t[0][j] = _mm512_add_ps(_mm512_add_ps(p[0][j], p[1][j]), p[2][j]);
-            t[1][j] = _mm512_sub_ps(_mm512_sub_ps(p[1][j], p[2][j]), p[3][j]);
+        __m512 t[3][5];
+        for (int j = 0; j < a; j++) {
+            __m512 p[5], y[3];
+            for (int i = 0; i < a; i++)
+                p[i] = _mm512_maskz_loadu_ps(mask, m + (size_t)(i * a + j) * point_stride + o0);
+            output_line(var, p, y);
+            for (int i = 0; i < step; i++)
+                t[i][j] = y[i];
         }
-        for (int i = 0; i < 2; i++) {
-            int oy = 2 * ty + i;
+        for (int i = 0; i < step; i++) {
+            int oy = step * ty + i;
             if (oy >= s->out_h)
                 break;
-            __m512 y[2] = {_mm512_add_ps(_mm512_add_ps(t[i][0], t[i][1]), t[i][2]),
-                           _mm512_sub_ps(_mm512_sub_ps(t[i][1], t[i][2]), t[i][3])};
-            for (int j = 0; j < 2; j++) {
-                int ox = 2 * tx + j;
+            __m512 y[3];
+            output_line(var, t[i], y);
+            for (int j = 0; j < step; j++) {
+                int ox = step * tx + j;
                 if (ox >= s->out_w)
                     break;
                 fv_epi512_store(y[j], &ep, ((size_t)b * s->out_h + oy) * s->out_w + ox, n, e,
@@ -148,32 +204,48 @@ static FV_AVX512 void transform_output(const struct fv_conv_shape *s, int b, int
     }
 }
 
-static FV_AVX512 void winograd_conv(const struct fv_conv_shape *s, const float *input,
-                                    const float *packed, const struct fv_gemm_epilogue *e,
-                                    float *scratch, float *output)
+static inline __attribute__((always_inline)) FV_AVX512 void
+winograd_conv(int var, const struct fv_conv_shape *s, const float *input, const float *packed,
+              const struct fv_gemm_epilogue *e, float *scratch, float *output)
 {
-    const int c = s->in_c, n = s->out_c;
-    const int th = (s->out_h + 1) / 2, tw = (s->out_w + 1) / 2;
+    const int c = s->in_c, n = s->out_c, step = tile_out[var], points = tile_in[var] * tile_in[var];
+    const int th = (s->out_h + step - 1) / step, tw = (s->out_w + step - 1) / step;
     const size_t blocks = (size_t)s->n * th * tw, per = fv_gemm_packed_floats(n, c);
     const size_t v_stride = (size_t)CHUNK * c, m_stride = (size_t)CHUNK * n;
-    float *v = scratch, *m = scratch + POINTS * v_stride;
+    float *v = scratch, *m = scratch + (size_t)points * v_stride;
+    packed += var == F2 ? 0 : 16 * per;
     for (size_t t0 = 0; t0 < blocks; t0 += CHUNK) {
         int count = blocks - t0 < CHUNK ? (int)(blocks - t0) : CHUNK;
         for (int t = 0; t < count; t++) {
             size_t id = t0 + (size_t)t;
             int b = (int)(id / ((size_t)th * tw)), rest = (int)(id % ((size_t)th * tw));
-            transform_input(s, input + (size_t)b * s->in_h * s->in_w * c, rest / tw, rest % tw,
-                            v + (size_t)t * c, v_stride);
+            transform_input(var, s, input + (size_t)b * s->in_h * s->in_w * c, rest / tw,
+                            rest % tw, v + (size_t)t * c, v_stride);
         }
-        for (int point = 0; point < POINTS; point++)
+        for (int point = 0; point < points; point++)
             fv_gemm_nt((size_t)count, n, c, v + point * v_stride, (size_t)c, NULL,
                        packed + point * per, NULL, m + point * m_stride);
         for (int t = 0; t < count; t++) {
             size_t id = t0 + (size_t)t;
             int b = (int)(id / ((size_t)th * tw)), rest = (int)(id % ((size_t)th * tw));
-            transform_output(s, b, rest / tw, rest % tw, m + (size_t)t * n, m_stride, e, output);
+            transform_output(var, s, b, rest / tw, rest % tw, m + (size_t)t * n, m_stride, e,
+                             output);
         }
     }
+}
+
+static FV_AVX512 void winograd_f2(const struct fv_conv_shape *s, const float *input,
+                                  const float *packed, const struct fv_gemm_epilogue *e,
+                                  float *scratch, float *output)
+{
+    winograd_conv(F2, s, input, packed, e, scratch, output);
+}
+
+static FV_AVX512 void winograd_f3(const struct fv_conv_shape *s, const float *input,
+                                  const float *packed, const struct fv_gemm_epilogue *e,
+                                  float *scratch, float *output)
+{
+    winograd_conv(F3, s, input, packed, e, scratch, output);
 }
 #endif
 
@@ -182,7 +254,10 @@ void fv_winograd_conv(const struct fv_conv_shape *s, const float *input, const f
 {
 #ifdef FV_WINOGRAD
     static const struct fv_gemm_epilogue none = {0};
-    winograd_conv(s, input, packed, e ? e : &none, scratch, output);
+    if (fv_winograd_tile(s) == 3)
+        winograd_f3(s, input, packed, e ? e : &none, scratch, output);
+    else
+        winograd_f2(s, input, packed, e ? e : &none, scratch, output);
 #else
     (void)s, (void)input, (void)packed, (void)e, (void)scratch, (void)output;
 #endif

@@ -1,12 +1,16 @@
-/* winograd.h - 3×3 stride-1 unpadded convolutions by Winograd's F(2×2, 3×3).
+/* winograd.h - 3×3 stride-1 unpadded convolutions by Winograd's minimal
+ * filtering, F(2×2, 3×3) or F(3×3, 3×3).
  *
- * Each 2×2 block of outputs comes from a 4×4 input patch: the patch is
- * transformed (Bᵀ d B), multiplied channel-wise by the transformed filter
- * (G g Gᵀ, computed once at load) as 16 GEMMs on the packed kernel, and
- * transformed back (Aᵀ m A): 16 multiplications per output block instead of
- * 36, i.e. 2.25× fewer. Used for the MTCNN convolutions with 16 or more input
- * channels on CPUs with AVX-512; results agree with the direct convolution to
- * float rounding (the transforms only add, subtract and halve).
+ * Each m × m block of outputs comes from an (m + 2) × (m + 2) input patch: the
+ * patch is transformed (Bᵀ d B), multiplied channel-wise by the transformed
+ * filter (G g Gᵀ, computed once at load) as (m + 2)² GEMMs on the packed
+ * kernel, and transformed back (Aᵀ p A). F(2×2, 3×3) makes 16 multiplications
+ * per 4 outputs instead of 36 (2.25× fewer), F(3×3, 3×3) 25 per 9 instead of
+ * 81 (3.24× fewer); each convolution takes the one with fewer multiplications
+ * for its output size, edge blocks included. Used for the MTCNN convolutions
+ * with 16 or more input channels on CPUs with AVX-512; results agree with the
+ * direct convolution to float rounding (the transforms' coefficients are
+ * small integers, and G's fractions are applied to the filter in double).
  *
  *   if (fv_winograd_applies(&shape) && (packed = aligned_alloc(64, ...)))
  *       fv_winograd_pack(out_c, in_c, filter, packed);          at load
@@ -32,6 +36,9 @@ int fv_winograd_applies(const struct fv_conv_shape *s);
  * memory, else 0. */
 size_t fv_winograd_packed_floats(int out_c, int in_c);
 int fv_winograd_pack(int out_c, int in_c, const float *filter, float *packed);
+
+/* The output block size fv_winograd_conv uses for s: 2 or 3. */
+int fv_winograd_tile(const struct fv_conv_shape *s);
 
 /* Floats of scratch fv_winograd_conv needs for in_c → out_c. */
 size_t fv_winograd_scratch(int in_c, int out_c);

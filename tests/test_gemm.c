@@ -370,9 +370,11 @@ Test(gemm, convolution_windows_against_reference)
  * are not multiples of 16, more blocks than one pass holds, and the epilogue. */
 Test(gemm, winograd_against_direct_convolution)
 {
-    static const int cases[][4] = {
-        /* in_h, in_w, in_c, out_c */
-        {5, 5, 16, 16}, {12, 9, 28, 48}, {23, 23, 32, 64}, {10, 10, 64, 64}, {24, 31, 16, 32},
+    static const int cases[][5] = {
+        /* in_h, in_w, in_c, out_c, the output block size that needs the fewest products */
+        {5, 5, 16, 16, 3},   {6, 6, 16, 16, 2},    {12, 9, 28, 48, 3}, {11, 11, 28, 48, 3},
+        {23, 23, 32, 64, 3}, {10, 10, 64, 64, 3},  {24, 31, 16, 32, 3}, {4, 34, 32, 16, 2},
+        {13, 6, 17, 33, 2},
     };
     if (!fv_winograd_supported(3, 3, 1, 1, 0, 0, 16)) {
         fprintf(stderr, "gemm: no AVX-512 here (or FV_GEMM=blas): Winograd not used, not tested\n");
@@ -386,6 +388,7 @@ Test(gemm, winograd_against_direct_convolution)
         struct fv_conv_shape s =
             fv_conv_shape_make(2, cs[0], cs[1], cs[2], 3, 3, 1, 1, FV_PADDING_VALID, cs[3]);
         cr_assert(fv_winograd_applies(&s));
+        cr_assert_eq(fv_winograd_tile(&s), cs[4], "case %zu", ci);
         size_t in = (size_t)2 * cs[0] * cs[1] * cs[2], out = (size_t)2 * s.out_h * s.out_w * cs[3];
         size_t wn = (size_t)cs[3] * 9 * cs[2];
         float *x = malloc(in * sizeof *x), *w = malloc(wn * sizeof *w);

@@ -323,17 +323,17 @@ Test(engine, pointwise_conv_fused_into_residual_add)
     fv_model_free(m);
 }
 
-/* Channel counts with a tail past the last full eight (10 as in P-Net, 28 as
- * in R-Net), below eight, and a multiple of 16 (the AVX-512 kernel), against
- * the definition. */
+/* Channel counts below 8 and below 16 (masked in the AVX-512 kernel), with a
+ * tail past the last full 8 or 16 (10 as in P-Net, 28 as in R-Net, 17, 40) and
+ * multiples of 16, against the definition. */
 Test(ops, max_pool_channel_tails_against_reference)
 {
-    enum { H = 7, W = 9, CMAX = 32 };
+    enum { H = 7, W = 9, CMAX = 40 };
     float x[H * W * CMAX], y[H * W * CMAX];
     for (int i = 0; i < H * W * CMAX; i++)
         x[i] = (float)((i * 7919) % 1013) - 500.0f;
-    const int channels[] = {3, 10, 28, 32};
-    for (int ci = 0; ci < 4; ci++)
+    const int channels[] = {3, 10, 16, 17, 28, 32, 40};
+    for (int ci = 0; ci < 7; ci++)
         for (int kernel = 2; kernel <= 3; kernel++) {
             int c = channels[ci];
             struct fv_conv_shape s = fv_conv_shape_make(1, H, W, c, kernel, kernel, 2, 2,
