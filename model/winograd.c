@@ -145,9 +145,11 @@ transform_input(int var, const struct fv_conv_shape *s, const float *img, int ty
     for (int c0 = 0; c0 < c; c0 += 16) {
         __mmask16 mask = c - c0 >= 16 ? 0xFFFF : (__mmask16)((1u << (c - c0)) - 1);
         __m512 t[5][5];
+        #pragma GCC unroll 5
         for (int j = 0; j < a; j++) {
             __m512 d[5], u[5];
             int ix = step * tx + j;
+            #pragma GCC unroll 5
             for (int i = 0; i < a; i++) {
                 int iy = step * ty + i;
                 d[i] = iy < s->in_h && ix < s->in_w
@@ -155,13 +157,16 @@ transform_input(int var, const struct fv_conv_shape *s, const float *img, int ty
                            : _mm512_setzero_ps();
             }
             input_line(var, d, u);
+            #pragma GCC unroll 5
             for (int i = 0; i < a; i++)
                 t[i][j] = u[i];
         }
+        #pragma GCC unroll 5
         for (int i = 0; i < a; i++) {
             __m512 u[5];
             input_line(var, t[i], u);
             float *row = v + (size_t)i * a * point_stride + c0;
+            #pragma GCC unroll 5
             for (int j = 0; j < a; j++)
                 _mm512_mask_storeu_ps(row + j * point_stride, mask, u[j]);
         }
@@ -179,20 +184,25 @@ transform_output(int var, const struct fv_conv_shape *s, int b, int ty, int tx, 
         __mmask16 mask = n - o0 >= 16 ? 0xFFFF : (__mmask16)((1u << (n - o0)) - 1);
         const struct fv_epi512 ep = fv_epi512_load(e, o0, mask);
         __m512 t[3][5];
+        #pragma GCC unroll 5
         for (int j = 0; j < a; j++) {
             __m512 p[5], y[3];
+            #pragma GCC unroll 5
             for (int i = 0; i < a; i++)
                 p[i] = _mm512_maskz_loadu_ps(mask, m + (size_t)(i * a + j) * point_stride + o0);
             output_line(var, p, y);
+            #pragma GCC unroll 5
             for (int i = 0; i < step; i++)
                 t[i][j] = y[i];
         }
+        #pragma GCC unroll 5
         for (int i = 0; i < step; i++) {
             int oy = step * ty + i;
             if (oy >= s->out_h)
                 break;
             __m512 y[3];
             output_line(var, t[i], y);
+            #pragma GCC unroll 5
             for (int j = 0; j < step; j++) {
                 int ox = step * tx + j;
                 if (ox >= s->out_w)
