@@ -359,6 +359,18 @@ static AVX512 void depthwise3x3_512(const struct fv_conv_shape *s, const float *
 }
 
 /* Max pooling on 16 channels per vector (channels % 16 == 0). */
+/* The maximum of a 3×3 window of 16 channels (rows row floats apart, pixels c). */
+static inline __attribute__((always_inline)) AVX512 __m512 max3x3_512(const float *p, size_t row,
+                                                                      int c, __mmask16 mask)
+{
+    __m512 m[3];
+    for (int y = 0; y < 3; y++, p += row)
+        m[y] = _mm512_max_ps(_mm512_max_ps(_mm512_maskz_loadu_ps(mask, p),
+                                           _mm512_maskz_loadu_ps(mask, p + c)),
+                             _mm512_maskz_loadu_ps(mask, p + 2 * c));
+    return _mm512_max_ps(_mm512_max_ps(m[0], m[1]), m[2]);
+}
+
 static AVX512 void max_pool_512(const struct fv_conv_shape *s, const float *input, float *output)
 {
     const int c = s->in_c;
@@ -372,14 +384,28 @@ static AVX512 void max_pool_512(const struct fv_conv_shape *s, const float *inpu
             for (int ox = 0; ox < s->out_w; ox++, out += c) {
                 int x0, x1;
                 window_range(ox, s->stride_w, s->pad_left, s->kernel_w, s->in_w, &x0, &x1);
+                const float *win = img + ((size_t)y0 * s->in_w + x0) * c;
+                const size_t row = (size_t)s->in_w * c;
+                const int wh = y1 - y0, ww = x1 - x0;
                 for (int k0 = 0; k0 < c; k0 += 16) {
                     /* A partial last group is the last 16 channels again, overlapping
                      * (a max is a max); fewer than 16 channels go under a mask. */
                     const int k = k0 + 16 <= c ? k0 : c >= 16 ? c - 16 : 0;
-                    __m512 m = _mm512_set1_ps(-FLT_MAX);
-                    for (int iy = y0; iy < y1; iy++)
-                        for (int ix = x0; ix < x1; ix++)
-                            m = _mm512_max_ps(m, _mm512_maskz_loadu_ps(mask, img + ((size_t)iy * s->in_w + ix) * c + k));
+                    __m512 m;
+                    if (wh == 3 && ww == 3) /* MTCNN's 3×3 windows, unrolled */
+                        m = max3x3_512(win + k, row, c, mask);
+                    else if (wh == 2 && ww == 2)
+                        m = _mm512_max_ps(
+                            _mm512_max_ps(_mm512_maskz_loadu_ps(mask, win + k),
+                                          _mm512_maskz_loadu_ps(mask, win + c + k)),
+                            _mm512_max_ps(_mm512_maskz_loadu_ps(mask, win + row + k),
+                                          _mm512_maskz_loadu_ps(mask, win + row + c + k)));
+                    else {
+                        m = _mm512_set1_ps(-FLT_MAX);
+                        for (int iy = 0; iy < wh; iy++)
+                            for (int ix = 0; ix < ww; ix++)
+                                m = _mm512_max_ps(m, _mm512_maskz_loadu_ps(mask, win + iy * row + (size_t)ix * c + k));
+                    }
                     _mm512_mask_storeu_ps(out + k, mask, m);
                 }
             }
