@@ -358,7 +358,6 @@ static AVX512 void depthwise3x3_512(const struct fv_conv_shape *s, const float *
     }
 }
 
-/* Max pooling on 16 channels per vector (channels % 16 == 0). */
 /* The maximum of a 3×3 window of 16 channels (rows row floats apart, pixels c). */
 static inline __attribute__((always_inline)) AVX512 __m512 max3x3_512(const float *p, size_t row,
                                                                       int c, __mmask16 mask)
@@ -371,6 +370,7 @@ static inline __attribute__((always_inline)) AVX512 __m512 max3x3_512(const floa
     return _mm512_max_ps(_mm512_max_ps(m[0], m[1]), m[2]);
 }
 
+/* Max pooling on 16 channels per vector. */
 static AVX512 void max_pool_512(const struct fv_conv_shape *s, const float *input, float *output)
 {
     const int c = s->in_c;
