@@ -296,6 +296,8 @@ Test(verify, bf16_embeddings_stay_close_to_fp32, .timeout = 120)
     cr_expect_eq(fv_pipeline_precision_from_name("bf16"), FV_PIPELINE_BF16);
     cr_expect_eq(fv_pipeline_precision_from_name("auto"), FV_PIPELINE_AUTO);
     cr_expect_eq(fv_pipeline_precision_from_name("fp16"), -1);
+    for (int p = FV_PIPELINE_AUTO; p <= FV_PIPELINE_BF16; p++)
+        cr_expect_eq(fv_pipeline_precision_from_name(fv_pipeline_precision_name(p)), p);
     struct fv_error err = {0};
     struct fv_pipeline_params p;
     fv_pipeline_default_params(&p);
