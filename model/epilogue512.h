@@ -50,4 +50,32 @@ fv_epi512_store(__m512 v, const struct fv_epi512 *p, size_t row, int n,
     _mm512_mask_storeu_ps(c + row * n + p->col, p->mask, v);
 }
 
+/* The end of a GEMM register tile: the epilogue of mr rows (at most 16) of one
+ * or two 16-column vectors, acc0 for columns [col, col + 16) under m0 and acc1
+ * for the next 16 under m1, into output rows [row, row + mr). */
+static inline __attribute__((always_inline)) FV_AVX512 void
+fv_epi512_store_tile(int mr, int nv, const __m512 *acc0, const __m512 *acc1, __mmask16 m0,
+                     __mmask16 m1, size_t row, int col, int n, const struct fv_gemm_epilogue *e,
+                     float *c)
+{
+    const struct fv_epi512 p0 = fv_epi512_load(e, col, m0);
+    const struct fv_epi512 p1 = nv > 1 ? fv_epi512_load(e, col + 16, m1) : p0;
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) {
+        if (i < mr) {
+            fv_epi512_store(acc0[i], &p0, row + i, n, e, c);
+            if (nv > 1)
+                fv_epi512_store(acc1[i], &p1, row + i, n, e, c);
+        }
+    }
+}
+
+/* Store masks of a 32-column panel with cols (1..32) real columns. */
+static inline __attribute__((always_inline)) void fv_epi512_panel_masks(int cols, __mmask16 *m0,
+                                                                        __mmask16 *m1)
+{
+    *m0 = cols >= 16 ? 0xFFFF : (__mmask16)((1u << cols) - 1);
+    *m1 = cols >= 32 ? 0xFFFF : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1) : 0;
+}
+
 #endif

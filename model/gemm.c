@@ -129,16 +129,7 @@ tile(int mr, int nv, const struct a_rows *ar, size_t row, int col, int n, const 
             }
         }
     }
-    const struct fv_epi512 p0 = fv_epi512_load(e, col, m0);
-    const struct fv_epi512 p1 = nv > 1 ? fv_epi512_load(e, col + 16, m1) : p0;
-#pragma GCC unroll 12
-    for (int i = 0; i < TILE_M; i++) {
-        if (i < mr) {
-            fv_epi512_store(acc0[i], &p0, row + i, n, e, c);
-            if (nv > 1)
-                fv_epi512_store(acc1[i], &p1, row + i, n, e, c);
-        }
-    }
+    fv_epi512_store_tile(mr, nv, acc0, acc1, m0, m1, row, col, n, e, c);
 }
 
 #define TILE_CASE(MR)                                                                   \
@@ -165,8 +156,8 @@ static FV_AVX512 void tile_row(int mr, const struct a_rows *ar, size_t row, int 
 {
     for (int col = 0; col < n; col += PANEL) {
         int cols = n - col < PANEL ? n - col : PANEL;
-        __mmask16 m0 = cols >= 16 ? 0xFFFF : (__mmask16)((1u << cols) - 1);
-        __mmask16 m1 = cols >= 32 ? 0xFFFF : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1) : 0;
+        __mmask16 m0, m1;
+        fv_epi512_panel_masks(cols, &m0, &m1);
         tile_any(mr, cols > 16 ? 2 : 1, ar, row, col, n, packed + (size_t)col * k, m0, m1, e, c);
     }
 }

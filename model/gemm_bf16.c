@@ -100,16 +100,7 @@ tile16(int mr, int nv, const uint16_t *a, int k, size_t row, int col, int n,
             }
         }
     }
-    const struct fv_epi512 p0 = fv_epi512_load(e, col, m0);
-    const struct fv_epi512 p1 = nv > 1 ? fv_epi512_load(e, col + 16, m1) : p0;
-#pragma GCC unroll 12
-    for (int i = 0; i < TILE_M; i++) {
-        if (i < mr) {
-            fv_epi512_store(acc0[i], &p0, row + i, n, e, c);
-            if (nv > 1)
-                fv_epi512_store(acc1[i], &p1, row + i, n, e, c);
-        }
-    }
+    fv_epi512_store_tile(mr, nv, acc0, acc1, m0, m1, row, col, n, e, c);
 }
 
 #define TILE16_CASE(MR)                                                                 \
@@ -164,9 +155,8 @@ static FV_AVX512_BF16 void gemm_bf16(size_t m, int n, int k, const float *a, siz
         convert_rows(mr, k, a + row * lda, lda, rows);
         for (int col = 0; col < n; col += PANEL) {
             int cols = n - col < PANEL ? n - col : PANEL;
-            __mmask16 m0 = cols >= 16 ? 0xFFFF : (__mmask16)((1u << cols) - 1);
-            __mmask16 m1 =
-                cols >= 32 ? 0xFFFF : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1) : 0;
+            __mmask16 m0, m1;
+            fv_epi512_panel_masks(cols, &m0, &m1);
             tile16_any(mr, cols > 16 ? 2 : 1, rows, k, row, col, n, packed + (size_t)col * k,
                        m0, m1, e, c);
         }
