@@ -25,6 +25,27 @@ define module_objs
 $(patsubst %.c,$(BUILD)/%.o,$(wildcard $(1)/*.c))
 endef
 
+# The kernels (model/kern/kernels.c) are compiled once per instruction set of
+# the target architecture, each copy with its set's flags; the CPU level chosen
+# at run time picks a copy (model/cpu.h).
+TARGET_ARCH_NAME := $(firstword $(subst -, ,$(shell $(CC) -dumpmachine)))
+ifeq ($(TARGET_ARCH_NAME),x86_64)
+KERNEL_ISAS := generic avx2 avx512
+else ifeq ($(TARGET_ARCH_NAME),aarch64)
+KERNEL_ISAS := generic neon
+else
+KERNEL_ISAS := generic
+endif
+ISA_FLAGS_generic := -DFV_ISA_GENERIC
+ISA_FLAGS_avx2    := -DFV_ISA_AVX2 -march=x86-64-v3 -mtune=generic
+ISA_FLAGS_avx512  := -DFV_ISA_AVX512 -march=x86-64-v4 -mtune=generic
+ISA_FLAGS_neon    := -DFV_ISA_NEON
+KERNEL_OBJS := $(foreach i,$(KERNEL_ISAS),$(BUILD)/model/kern/kernels.$(i).o)
+
+$(BUILD)/model/kern/kernels.%.o: model/kern/kernels.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(ISA_FLAGS_$*) -MMD -MP -c $< -o $@
+
 CMD_OBJS  := $(call module_objs,cmd)
 TEST_SRCS := $(wildcard tests/*.c)
 TEST_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(TEST_SRCS))
@@ -43,9 +64,10 @@ define module_lib
 $(BUILD)/lib$(1).a: $(call module_objs,$(1))
 	@mkdir -p $(BUILD)
 	@rm -f $$@
-	ar rcs $$@ $$^
+	ar rcs $$@ $$(filter %.o,$$^)
 endef
 $(foreach m,$(MODULES) cmd,$(eval $(call module_lib,$(m))))
+$(BUILD)/libmodel.a: $(KERNEL_OBJS)
 
 $(FACEVER): $(BUILD)/libcmd.a $(LIBS)
 	$(CC) $(LDFLAGS) -o $@ -Wl,--whole-archive $(BUILD)/libcmd.a -Wl,--no-whole-archive $(LIBS) $(LDLIBS)

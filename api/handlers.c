@@ -680,6 +680,8 @@ void fv_handle_models(const struct fv_handler_env *env, const struct fv_request 
     cJSON_AddBoolToObject(m, "pca", fv_pipeline_has_projection(env->pipeline));
     cJSON_AddStringToObject(m, "precision",
                             fv_precision_name(fv_pipeline_precision(env->pipeline)));
+    cJSON_AddStringToObject(m, "cpu_level",
+                            fv_cpu_level_name(fv_pipeline_cpu_level(env->pipeline)));
     cJSON_AddStringToObject(m, "detector", "mtcnn");
     fv_reply_json(r, 200, root);
 }

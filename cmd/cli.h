@@ -25,6 +25,7 @@ int fv_cmd_serve(int argc, char **argv);
 int fv_cmd_eval(int argc, char **argv);
 int fv_cmd_pca(int argc, char **argv);
 int fv_cmd_train(int argc, char **argv);
+int fv_cmd_system_info(int argc, char **argv);
 
 /* Pipeline options every face command accepts. */
 struct fv_cli_pipeline {

@@ -193,9 +193,10 @@ int fv_cmd_serve(int argc, char **argv)
     int v6 = strchr(host, ':') != NULL;
     fprintf(stderr, "facever: listening on http://%s%s%s:%d\n", v6 ? "[" : "", host, v6 ? "]" : "",
             fv_server_port(server));
-    fprintf(stderr, "facever: %d workers, model %s (dim %d, %s, threshold %.4f)%s\n",
+    fprintf(stderr, "facever: %d workers, model %s (dim %d, %s, cpu %s, threshold %.4f)%s\n",
             o.server.threads, fv_pipeline_model_meta(pipe)->name, fv_pipeline_dim(pipe),
             fv_precision_name(fv_pipeline_precision(pipe)),
+            fv_cpu_level_name(fv_pipeline_cpu_level(pipe)),
             isnan(o.server.threshold) ? fv_pipeline_threshold(pipe) : o.server.threshold,
             keys ? ", API keys required" : "");
     int sig = 0;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cmd/cli.h"
+#include "model/cpu.h"
 
 struct subcommand {
     const char *name;
@@ -25,6 +26,7 @@ static const struct subcommand subcommands[] = {
     {"eval", fv_cmd_eval, "LFW-style k-fold evaluation: accuracy, ROC, AUC, EER"},
     {"pca", fv_cmd_pca, "fit a PCA projection of face features ('pca fit')"},
     {"train", fv_cmd_train, "train or fine-tune a network (softmax, center loss, LMCL)"},
+    {"system-info", fv_cmd_system_info, "the CPU, its kernel level ($FV_CPU) and the BLAS"},
 };
 
 static void usage(FILE *f)
@@ -88,6 +90,14 @@ int main(int argc, char **argv)
      * running several workers (eval, serve). OpenBLAS's own threads only add
      * hand-off latency at these matrix sizes. */
     openblas_set_num_threads(1);
+    /* A level FV_CPU names but this CPU lacks stops every command here, with
+     * the reason, before any kernel could run. */
+    enum fv_cpu_level level;
+    struct fv_error err = {0};
+    if (fv_cpu_active(&level, &err) != FV_OK) {
+        fprintf(stderr, "facever: %s\n", err.message);
+        return 2;
+    }
     for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
         if (strcmp(argv[1], subcommands[i].name) == 0)
             return subcommands[i].run(argc - 1, argv + 1);

@@ -8,6 +8,7 @@
 #define FV_HAVE_MXCSR 1
 #endif
 
+#include "model/kernels.h"
 #include "model/model_file.h"
 #include "model/ops.h"
 #include "model/winograd.h"
@@ -20,8 +21,9 @@ struct fv_model {
     char *fuse_add;   /* node i is a conv whose output is added straight into the ADD at i + 1 */
     float **packed;   /* per node: its weights in fv_gemm_pack's layout, or NULL */
     float **wino;     /* per node: its filter for fv_winograd_conv, or NULL */
-    uint16_t **packed16; /* per node: bf16 weights for fv_gemm_nt_bf16 (bf16 precision), or NULL */
+    uint16_t **packed16; /* per node: bf16 weights for the bf16 GEMM (bf16 precision), or NULL */
     enum fv_precision precision;
+    const struct fv_kernels *k; /* the CPU level's kernels, fixed at load */
 };
 
 struct fv_context {
@@ -51,6 +53,49 @@ static void free_packed(struct fv_model *m, const struct fv_graph *g)
     free(m->packed);
     free(m->wino);
     free(m->packed16);
+    m->packed = m->wino = NULL;
+    m->packed16 = NULL;
+}
+
+static float *alloc_floats(size_t floats)
+{
+    return aligned_alloc(64, ((floats + 15) & ~(size_t)15) * sizeof(float));
+}
+
+/* Every convolution and FC weight matrix in m->k's packed layout, and the
+ * Winograd transforms of the 3×3 ones that can use them; replaces any packing
+ * done before (for another level). */
+static enum fv_status pack_weights(struct fv_model *m, struct fv_graph *graph,
+                                   struct fv_error *err)
+{
+    const int nn = fv_graph_node_count(graph);
+    free_packed(m, graph);
+    if (!(m->packed = calloc((size_t)nn, sizeof *m->packed)) ||
+        !(m->wino = calloc((size_t)nn, sizeof *m->wino)) ||
+        !(m->packed16 = calloc((size_t)nn, sizeof *m->packed16)))
+        return fv_error_set(err, FV_ERR_NOMEM, "out of memory creating model");
+    for (int i = 0; i < nn; i++) {
+        const struct fv_node *n = fv_graph_node(graph, i);
+        if (n->op != FV_OP_CONV2D && n->op != FV_OP_FULLY_CONNECTED)
+            continue;
+        const struct fv_blob *w = fv_graph_blob(graph, n->blobs[0]);
+        int rows = w->shape[0], cols = rows > 0 ? (int)(w->count / (size_t)rows) : 0;
+        size_t floats = fv_kernels_packed_floats(m->k, rows, cols);
+        if (floats == 0)
+            continue;
+        if (!(m->packed[i] = alloc_floats(floats)))
+            return fv_error_set(err, FV_ERR_NOMEM, "out of memory packing '%s'", n->name);
+        m->k->pack(rows, cols, w->data, m->packed[i]);
+        if (n->op == FV_OP_CONV2D && n->padding == FV_PADDING_VALID && w->rank == 4 &&
+            fv_winograd_supported(n->kernel_h, n->kernel_w, n->stride_h, n->stride_w, 0, 0,
+                                  w->shape[3])) {
+            floats = fv_winograd_packed_floats(m->k, rows, w->shape[3]);
+            if (!(m->wino[i] = alloc_floats(floats)) ||
+                fv_winograd_pack(m->k, rows, w->shape[3], w->data, m->wino[i]))
+                return fv_error_set(err, FV_ERR_NOMEM, "out of memory packing '%s'", n->name);
+        }
+    }
+    return FV_OK;
 }
 
 enum fv_status fv_model_from_graph(struct fv_graph *graph, struct fv_model **out,
@@ -108,37 +153,12 @@ enum fv_status fv_model_from_graph(struct fv_graph *graph, struct fv_model **out
                          readers == 1 && !m->keep[m->alias[n->output]] &&
                          m->alias[next->output] != m->alias[n->inputs[0]];
     }
-    if (!(m->packed = calloc((size_t)nn, sizeof *m->packed)) ||
-        !(m->wino = calloc((size_t)nn, sizeof *m->wino)) ||
-        !(m->packed16 = calloc((size_t)nn, sizeof *m->packed16))) {
-        st = fv_error_set(err, FV_ERR_NOMEM, "out of memory creating model");
+    enum fv_cpu_level level;
+    if ((st = fv_cpu_active(&level, err)) != FV_OK)
         goto fail;
-    }
-    for (int i = 0; i < nn; i++) {
-        const struct fv_node *n = fv_graph_node(graph, i);
-        if (n->op != FV_OP_CONV2D && n->op != FV_OP_FULLY_CONNECTED)
-            continue;
-        const struct fv_blob *w = fv_graph_blob(graph, n->blobs[0]);
-        int rows = w->shape[0], cols = rows > 0 ? (int)(w->count / (size_t)rows) : 0;
-        size_t floats = fv_gemm_packed_floats(rows, cols);
-        if (floats == 0)
-            continue;
-        if (!(m->packed[i] = aligned_alloc(64, ((floats + 15) & ~(size_t)15) * sizeof(float)))) {
-            st = fv_error_set(err, FV_ERR_NOMEM, "out of memory packing '%s'", n->name);
-            goto fail;
-        }
-        fv_gemm_pack(rows, cols, w->data, m->packed[i]);
-        if (n->op == FV_OP_CONV2D && n->padding == FV_PADDING_VALID && w->rank == 4 &&
-            fv_winograd_supported(n->kernel_h, n->kernel_w, n->stride_h, n->stride_w, 0, 0,
-                                  w->shape[3])) {
-            floats = fv_winograd_packed_floats(rows, w->shape[3]);
-            if (!(m->wino[i] = aligned_alloc(64, ((floats + 15) & ~(size_t)15) * sizeof(float))) ||
-                fv_winograd_pack(rows, w->shape[3], w->data, m->wino[i])) {
-                st = fv_error_set(err, FV_ERR_NOMEM, "out of memory packing '%s'", n->name);
-                goto fail;
-            }
-        }
-    }
+    m->k = fv_kernels_get(level);
+    if ((st = pack_weights(m, graph, err)) != FV_OK)
+        goto fail;
     m->graph = graph;
     *out = m;
     return FV_OK;
@@ -211,9 +231,11 @@ enum fv_status fv_model_set_precision(struct fv_model *m, enum fv_precision p,
 {
     if (p != FV_PRECISION_FP32 && p != FV_PRECISION_BF16)
         return fv_error_set(err, FV_ERR_INVALID_ARG, "unknown precision %d", (int)p);
-    if (p == FV_PRECISION_BF16 && !fv_gemm_bf16_available())
+    if (p == FV_PRECISION_BF16 && !m->k->gemm_bf16)
         return fv_error_set(err, FV_ERR_UNSUPPORTED,
-                            "bf16 precision needs a CPU with AVX-512 BF16 (and FV_GEMM unset)");
+                            "bf16 precision needs the avx512-bf16 CPU level (this model runs "
+                            "at %s; the CPU supports: %s)",
+                            m->k->name, fv_cpu_supported_names());
     struct fv_graph *g = m->graph;
     for (int i = 0; i < fv_graph_node_count(g); i++) {
         free(m->packed16[i]);
@@ -242,6 +264,25 @@ enum fv_status fv_model_set_precision(struct fv_model *m, enum fv_precision p,
 }
 
 enum fv_precision fv_model_precision(const struct fv_model *m) { return m->precision; }
+
+enum fv_status fv_model_set_cpu_level(struct fv_model *m, enum fv_cpu_level level,
+                                      struct fv_error *err)
+{
+    enum fv_status st;
+    const struct fv_kernels *k = fv_kernels_get(level);
+    if ((st = fv_cpu_check(level, err)) != FV_OK)
+        return st;
+    if (!k)
+        return fv_error_set(err, FV_ERR_UNSUPPORTED, "this build has no %s kernels",
+                            fv_cpu_level_name(level));
+    if (k == m->k)
+        return FV_OK;
+    m->k = k;
+    m->precision = FV_PRECISION_FP32;
+    return pack_weights(m, m->graph, err);
+}
+
+enum fv_cpu_level fv_model_cpu_level(const struct fv_model *m) { return m->k->level; }
 
 const struct fv_model_meta *fv_model_meta(const struct fv_model *m)
 {
@@ -523,12 +564,12 @@ static void run_conv(const struct fv_context *ctx, int i, const struct fv_conv_s
     const struct fv_model *m = ctx->model;
     const struct fv_node *n = fv_graph_node(m->graph, i);
     if (m->packed16[i] && fv_conv_is_pointwise(s))
-        fv_gemm_nt_bf16((size_t)s->n * s->out_h * s->out_w, s->out_c, s->in_c, x,
+        m->k->gemm_bf16((size_t)s->n * s->out_h * s->out_w, s->out_c, s->in_c, x,
                         (size_t)s->in_c, m->packed16[i], e, y);
     else if (m->wino[i] && fv_winograd_applies(s))
-        fv_winograd_conv(s, x, m->wino[i], e, ctx->scratch, y);
+        fv_winograd_conv(m->k, s, x, m->wino[i], e, ctx->scratch, y);
     else
-        fv_ops_conv2d_fused(s, x, blob_data(m->graph, n->blobs[0]), m->packed[i], e,
+        fv_ops_conv2d_fused(m->k, s, x, blob_data(m->graph, n->blobs[0]), m->packed[i], e,
                             ctx->scratch, y);
 }
 
@@ -540,9 +581,10 @@ static void run_fc(const struct fv_context *ctx, int i, int batch, int k, const 
     const struct fv_node *n = fv_graph_node(m->graph, i);
     const struct fv_blob *w = fv_graph_blob(m->graph, n->blobs[0]);
     if (m->packed16[i])
-        fv_gemm_nt_bf16((size_t)batch, w->shape[0], k, x, (size_t)k, m->packed16[i], e, y);
+        m->k->gemm_bf16((size_t)batch, w->shape[0], k, x, (size_t)k, m->packed16[i], e, y);
     else
-        fv_gemm_nt((size_t)batch, w->shape[0], k, x, (size_t)k, w->data, m->packed[i], e, y);
+        fv_gemm_nt(m->k, (size_t)batch, w->shape[0], k, x, (size_t)k, w->data, m->packed[i], e,
+                   y);
 }
 
 enum fv_status fv_context_run(struct fv_context *ctx, const float *input, int batch, int h, int w,
@@ -601,8 +643,8 @@ enum fv_status fv_context_run(struct fv_context *ctx, const float *input, int ba
             if (n->op == FV_OP_CONV2D)
                 run_conv(ctx, i, &s, x, &e, py);
             else if (n->op == FV_OP_DEPTHWISE_CONV2D)
-                fv_ops_depthwise_conv2d_prelu(&s, x, blob_data(g, n->blobs[0]),
-                                              blob_data(g, n->blobs[1]), slopes, n_slopes, py);
+                m->k->depthwise(&s, x, blob_data(g, n->blobs[0]), blob_data(g, n->blobs[1]),
+                                slopes, n_slopes, py);
             else
                 run_fc(ctx, i, batch, in[0] * in[1] * in[2], x, &e, py);
             i++;
@@ -616,11 +658,12 @@ enum fv_status fv_context_run(struct fv_context *ctx, const float *input, int ba
             break;
         }
         case FV_OP_DEPTHWISE_CONV2D:
-            fv_ops_depthwise_conv2d(&s, x, blob_data(g, n->blobs[0]), blob_data(g, n->blobs[1]),
-                                    n->activation, y);
+            m->k->depthwise(&s, x, blob_data(g, n->blobs[0]), blob_data(g, n->blobs[1]), NULL, 0,
+                            y);
+            fv_ops_activation(count, n->activation, y);
             break;
         case FV_OP_MAX_POOL2D:
-            fv_ops_max_pool2d(&s, x, y);
+            m->k->max_pool(&s, x, y);
             break;
         case FV_OP_FULLY_CONNECTED: {
             const struct fv_gemm_epilogue e = {.bias = blob_data(g, n->blobs[1]),

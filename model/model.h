@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "model/cpu.h"
 #include "model/graph.h"
 #include "model/status.h"
 
@@ -58,6 +59,15 @@ const char *fv_precision_name(enum fv_precision p); /* "fp32" or "bf16" */
 enum fv_status fv_model_set_precision(struct fv_model *model, enum fv_precision p,
                                       struct fv_error *err);
 enum fv_precision fv_model_precision(const struct fv_model *model);
+
+/* The CPU level whose kernels run the model (see cpu.h): the active level
+ * ($FV_CPU or the best) when loaded; loading fails with FV_CPU's message when
+ * it names a level this CPU lacks. Setting another supported level repacks the
+ * weights for its kernels and resets the precision to FP32; call before
+ * creating contexts. */
+enum fv_status fv_model_set_cpu_level(struct fv_model *model, enum fv_cpu_level level,
+                                      struct fv_error *err);
+enum fv_cpu_level fv_model_cpu_level(const struct fv_model *model);
 
 /* A context for batches of up to max_batch samples of up to max_h × max_w
  * (0 = the model's nominal size). */

@@ -45,12 +45,14 @@ size_t fv_ops_conv2d_scratch(const struct fv_conv_shape *s);
 void fv_ops_conv2d(const struct fv_conv_shape *s, const float *input, const float *filter,
                    const float *bias, enum fv_activation act, float *scratch, float *output);
 /* The same convolution with its epilogue (bias, residual, activation, PReLU)
- * applied as the output is written, and the filter in fv_gemm_pack's layout
- * when packed is not NULL. */
-void fv_ops_conv2d_fused(const struct fv_conv_shape *s, const float *input, const float *filter,
-                         const float *packed, const struct fv_gemm_epilogue *e, float *scratch,
-                         float *output);
-/* filter KH×KW×C, bias C or NULL; out_c == in_c. */
+ * applied as the output is written, and the filter packed by kernels->pack
+ * when packed is not NULL (kernels may be NULL when packed is). */
+struct fv_kernels;
+void fv_ops_conv2d_fused(const struct fv_kernels *kernels, const struct fv_conv_shape *s,
+                         const float *input, const float *filter, const float *packed,
+                         const struct fv_gemm_epilogue *e, float *scratch, float *output);
+/* filter KH×KW×C, bias C or NULL; out_c == in_c. Depthwise and pooling run
+ * on the active CPU level's kernels (kernels.h). */
 void fv_ops_depthwise_conv2d(const struct fv_conv_shape *s, const float *input,
                              const float *filter, const float *bias, enum fv_activation act,
                              float *output);

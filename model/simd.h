@@ -4,21 +4,15 @@
 
 #include <string.h>
 
-/* Hot loops get an AVX2/FMA clone where the CPU has it, plain SSE2 elsewhere. */
-#if defined(__x86_64__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define FV_HOT __attribute__((target_clones("avx2,fma", "default")))
-#else
-#define FV_HOT
-#endif
-
-/* Eight floats as one value: GCC and clang lower this to AVX in the avx2 clone and
- * to pairs of SSE registers elsewhere. Loads and stores go through memcpy, so no
- * alignment is assumed. */
+/* Eight floats as one value, for the light element-wise loops outside the
+ * kernel tables: GCC and clang lower this to pairs of SSE registers on x86-64
+ * (NEON on ARM64). Loads and stores go through memcpy, so no alignment is
+ * assumed. The hot kernels are the CPU level's (model/kern/). */
 typedef float v8f __attribute__((vector_size(32)));
 typedef int v8i __attribute__((vector_size(32)));
 
 /* Macros rather than functions: a function taking or returning a 32-byte vector
- * would change the calling convention between the AVX and the default clone. */
+ * would depend on whether AVX is enabled for its calling convention. */
 #define LOAD8(p) __extension__({ v8f v_; memcpy(&v_, (p), sizeof v_); v_; })
 #define STORE8(p, v) __extension__({ v8f s_ = (v); memcpy((p), &s_, sizeof s_); })
 #define SPLAT8(x) ((v8f){(x), (x), (x), (x), (x), (x), (x), (x)})

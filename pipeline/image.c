@@ -18,6 +18,7 @@
 #include <jerror.h>
 #include <png.h>
 
+#include "model/cpu.h"
 #include "model/simd.h"
 
 #define DEFAULT_MAX_BYTES ((size_t)20 * 1024 * 1024)
@@ -1126,7 +1127,7 @@ typedef uint8_t v16u8 __attribute__((vector_size(16)));
 
 /* out[i][r] = in[r][i] for an 8 × 8 block of bytes, in three rounds of
  * interleaving (bytes, pairs, quads). Pointers only cross the call, so it
- * inlines into either clone of a FV_HOT function. */
+ * inlines into its callers. */
 static inline __attribute__((always_inline)) void transpose8x8(const uint8_t *const in[8],
                                                                uint8_t *const out[8])
 {
@@ -1242,7 +1243,12 @@ static AVX2 void column_mac_avx2(int32_t *acc, const uint8_t *p, size_t n8, int3
     }
 }
 
-static int resample_avx2(void) { return __builtin_cpu_supports("avx2"); }
+/* The CPU level chosen for the process (model/cpu.h) decides, as for the networks. */
+static int resample_avx2(void)
+{
+    const enum fv_cpu_level level = fv_cpu_active_level();
+    return level == FV_CPU_AVX2 || level == FV_CPU_AVX512 || level == FV_CPU_AVX512_BF16;
+}
 #else
 /* Without x86 intrinsics: never chosen (resample_avx2() is 0). */
 static int resample_avx2(void) { return 0; }
@@ -1341,7 +1347,7 @@ static void resample_vertical(const struct fv_image *src, struct fv_image *dst,
 
 /* Rows y0 .. y0 + 7 of src (the last row repeated past the end) into block,
  * byte i of row y0 + r at i · 8 + r. */
-FV_HOT static void interleave_rows(const struct fv_image *src, int y0, uint8_t *block)
+static void interleave_rows(const struct fv_image *src, int y0, uint8_t *block)
 {
     const int bytes = src->width * 3, b8 = bytes & ~7;
     const uint8_t *rows[RESAMPLE_ROWS];

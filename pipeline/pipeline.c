@@ -94,7 +94,8 @@ enum fv_status fv_pipeline_new(const char *detector_dir, const char *model_path,
         (st = fv_model_load(model_path, &p->model, err)))
         goto fail;
     if (params->precision == FV_PIPELINE_BF16 ||
-        (params->precision == FV_PIPELINE_AUTO && fv_gemm_bf16_available())) {
+        (params->precision == FV_PIPELINE_AUTO &&
+         fv_model_cpu_level(p->model) == FV_CPU_AVX512_BF16)) {
         if ((st = fv_model_set_precision(p->model, FV_PRECISION_BF16, err)))
             goto fail;
     }
@@ -368,6 +369,11 @@ enum fv_status fv_pipeline_process(struct fv_pipeline_worker *w, const struct fv
     *faces = out;
     *n = count;
     return FV_OK;
+}
+
+enum fv_cpu_level fv_pipeline_cpu_level(const struct fv_pipeline *p)
+{
+    return fv_model_cpu_level(p->model);
 }
 
 enum fv_precision fv_pipeline_precision(const struct fv_pipeline *p)

@@ -80,6 +80,8 @@ int fv_pipeline_dim(const struct fv_pipeline *pipe);
 int fv_pipeline_has_projection(const struct fv_pipeline *pipe);
 /* The precision the embedding network runs at (AUTO resolved). */
 enum fv_precision fv_pipeline_precision(const struct fv_pipeline *pipe);
+/* The CPU level the networks run at (model/cpu.h). */
+enum fv_cpu_level fv_pipeline_cpu_level(const struct fv_pipeline *pipe);
 /* The model's default threshold, or 0.5 when its metadata has none. */
 float fv_pipeline_threshold(const struct fv_pipeline *pipe);
 

@@ -251,3 +251,65 @@ Test(cli, import_and_model_info_errors)
         free(out);
     }
 }
+
+/* FV_CPU forces each level this CPU supports (system-info and /v1/models say
+ * which runs), every level verifies the same pair to the same score within
+ * float rounding, and a level the CPU lacks or an unknown one is refused by
+ * every command with the reason, exit status 2, before anything runs. */
+Test(cli, cpu_levels_forced_and_refused)
+{
+    if (!ready())
+        cr_skip_test("facever, models/ or tests/data/ missing");
+    make_faces();
+    char args[1024], *out, *err;
+    double first = 0.0;
+    int levels = 0;
+    for (int l = 0; l < FV_CPU_LEVEL_COUNT; l++) {
+        const char *name = fv_cpu_level_name((enum fv_cpu_level)l);
+        setenv("FV_CPU", name, 1);
+        int status = run("system-info --json", &out, &err);
+        if (!fv_cpu_supports((enum fv_cpu_level)l)) {
+            cr_expect_eq(status, 2, "FV_CPU=%s on a CPU without it: %s", name, out);
+            cr_expect(strstr(err, "cannot run level") != NULL && strstr(err, name) != NULL,
+                      "FV_CPU=%s: %s", name, err);
+            cr_expect(strstr(err, "supported here: generic") != NULL, "%s", err);
+            free(out);
+            free(err);
+            /* every command, not only system-info */
+            snprintf(args, sizeof args, "verify %s/face0.jpg %s/face1.jpg", dir, dir);
+            cr_expect_eq(run(args, NULL, &err), 2);
+            cr_expect(strstr(err, "cannot run level") != NULL, "%s", err);
+            free(err);
+            continue;
+        }
+        cr_expect_eq(status, 0, "FV_CPU=%s: %s", name, err);
+        cJSON *j = cJSON_Parse(out);
+        cr_assert_not_null(j, "not JSON: %s", out);
+        cr_expect_str_eq(cJSON_GetObjectItem(j, "level")->valuestring, name);
+        cr_expect_str_eq(cJSON_GetObjectItem(j, "chosen_by")->valuestring, "FV_CPU");
+        cJSON_Delete(j);
+        free(out);
+        free(err);
+        snprintf(args, sizeof args, "verify %s/face0.jpg %s/face0-small.jpg --json --precision fp32",
+                 dir, dir);
+        cr_expect_eq(run(args, &out, NULL), 0, "FV_CPU=%s: %s", name, out);
+        j = cJSON_Parse(out);
+        cr_assert_not_null(j, "not JSON: %s", out);
+        double score = cJSON_GetObjectItem(j, "score")->valuedouble;
+        if (levels++ == 0)
+            first = score;
+        cr_expect_float_eq(score, first, 1e-4, "FV_CPU=%s: score %.6f, generic %.6f", name, score,
+                           first);
+        cJSON_Delete(j);
+        free(out);
+    }
+    cr_expect_geq(levels, 1);
+    setenv("FV_CPU", "sse9", 1);
+    cr_expect_eq(run("system-info", NULL, &err), 2);
+    cr_expect(strstr(err, "FV_CPU=sse9: unknown CPU level 'sse9'") != NULL, "%s", err);
+    free(err);
+    unsetenv("FV_CPU");
+    cr_expect_eq(run("system-info", &out, NULL), 0);
+    cr_expect(strstr(out, "(best supported)") != NULL, "%s", out);
+    free(out);
+}

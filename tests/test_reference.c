@@ -4,7 +4,8 @@
  * networks for the input x[i] = sin(0.001 i) (flat NHWC index i), computed op by op
  * in float64 by an interpreter written independently of this project. Each of our
  * outputs must be within 1e-4 of the reference, relative to the reference's largest
- * magnitude. The models are the ones `make models` writes into models/.
+ * magnitude, at every CPU level this machine supports (each level's kernels, fp32).
+ * The models are the ones `make models` writes into models/.
  */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
@@ -15,6 +16,7 @@
 
 #include "model/model.h"
 #include "model/model_file.h"
+#include "tests/levels.h"
 
 static cJSON *load_reference(void)
 {
@@ -49,6 +51,12 @@ static void check_model(const char *tflite_name, const char *model_path)
     struct fv_model *m = NULL;
     cr_assert_eq(fv_model_load(model_path, &m, &err), FV_OK, "%s", err.message);
     cr_assert_eq(fv_model_meta(m)->input_c, c);
+    const struct fv_kernels *levels[FV_CPU_LEVEL_COUNT];
+    int n_levels = test_levels(levels);
+    for (int li = 0; li < n_levels; li++) {
+    const char *level = levels[li]->name;
+    cr_assert_eq(fv_model_set_cpu_level(m, levels[li]->level, &err), FV_OK, "%s", err.message);
+    cr_assert_eq(fv_model_cpu_level(m), levels[li]->level);
     struct fv_context *ctx = NULL;
     cr_assert_eq(fv_context_new(m, n, h, w, &ctx, &err), FV_OK, "%s", err.message);
     cr_assert_eq(fv_context_run(ctx, input, n, h, w, &err), FV_OK, "%s", err.message);
@@ -58,7 +66,8 @@ static void check_model(const char *tflite_name, const char *model_path)
     cJSON_ArrayForEach(out, cJSON_GetObjectItem(ref, "outputs"))
     {
         int t = fv_model_find_tensor(m, out->string);
-        cr_assert_geq(t, 0, "%s: output '%s' not in the imported model", tflite_name, out->string);
+        cr_assert_geq(t, 0, "%s: output '%s' not in the imported model", tflite_name,
+                      out->string);
         int got_shape[4];
         const float *got = fv_context_tensor(ctx, t, got_shape);
         cr_assert_not_null(got, "%s: output '%s' was not kept", tflite_name, out->string);
@@ -76,12 +85,13 @@ static void check_model(const char *tflite_name, const char *model_path)
             max_ref = fabs(v->valuedouble) > max_ref ? fabs(v->valuedouble) : max_ref;
         }
         cr_expect(max_diff <= 1e-4 * max_ref,
-                  "%s: '%s' differs by %.3g (relative %.3g) from the reference", tflite_name,
-                  out->string, max_diff, max_diff / max_ref);
+                  "%s at %s: '%s' differs by %.3g (relative %.3g) from the reference",
+                  tflite_name, level, out->string, max_diff, max_diff / max_ref);
         checked++;
     }
     cr_expect_geq(checked, 1);
     fv_context_free(ctx);
+    }
     fv_model_free(m);
     free(input);
     cJSON_Delete(root);

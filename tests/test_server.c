@@ -23,6 +23,7 @@
 #include "api/auth.h"
 #include "api/base64.h"
 #include "api/multipart.h"
+#include "model/cpu.h"
 #include "model/gemm.h"
 #include "pipeline/image.h"
 #include "tests/server_harness.h"
@@ -352,7 +353,11 @@ Test(server, endpoints_happy_paths, .timeout = 60)
     cr_assert_not(boolean(model, "pca"));
     const cJSON *precision = cJSON_GetObjectItem(model, "precision");
     cr_assert(cJSON_IsString(precision));
-    cr_expect_str_eq(precision->valuestring, fv_gemm_bf16_available() ? "bf16" : "fp32");
+    cr_expect_str_eq(precision->valuestring,
+                     fv_cpu_active_level() == FV_CPU_AVX512_BF16 ? "bf16" : "fp32");
+    const cJSON *level = cJSON_GetObjectItem(model, "cpu_level");
+    cr_assert(cJSON_IsString(level));
+    cr_expect_str_eq(level->valuestring, fv_cpu_level_name(fv_cpu_active_level()));
     harness_resp_free(&r);
 
     /* same face, rescaled and re-encoded: a match (JSON, data URI on image2) */

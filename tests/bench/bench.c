@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "model/cpu.h"
 #include "model/gemm.h"
 #include "model/model.h"
 #include "model/model_file.h"
@@ -333,7 +334,7 @@ int main(int argc, char **argv)
     printf("%-20s %-9s %8s %12s %8s %10s %10s %8s\n", "network", "input", "GFLOP", "batch 1",
            "GFLOP/s", "1 thread", "2 threads", "speedup");
     bench_network("models/mobilefacenet.fvm", 112, 112, FV_PRECISION_FP32);
-    if (fv_gemm_bf16_available())
+    if (fv_cpu_active_level() == FV_CPU_AVX512_BF16)
         bench_network("models/mobilefacenet.fvm", 112, 112, FV_PRECISION_BF16);
     bench_network("models/pnet.fvm", 150, 150, FV_PRECISION_FP32);
     bench_network("models/rnet.fvm", 24, 24, FV_PRECISION_FP32);
