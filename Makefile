@@ -42,7 +42,7 @@ ISA_FLAGS_avx512  := -DFV_ISA_AVX512 -march=x86-64-v4 -mtune=generic
 ISA_FLAGS_neon    := -DFV_ISA_NEON
 KERNEL_OBJS := $(foreach i,$(KERNEL_ISAS),$(BUILD)/model/kern/kernels.$(i).o)
 
-$(BUILD)/model/kern/kernels.%.o: model/kern/kernels.c
+$(KERNEL_OBJS): $(BUILD)/model/kern/kernels.%.o: model/kern/kernels.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(ISA_FLAGS_$*) -MMD -MP -c $< -o $@
 
@@ -96,8 +96,19 @@ tests/data/.stamp: scripts/test-data.sh scripts/mnist-data.sh
 
 # The suite runs from the repository root so it finds models/, tests/fixtures/ and
 # tests/data/; FACEVER tells end-to-end tests which binary to start.
+# Then the network, detection and pipeline tests again at every other CPU level
+# this machine supports (FV_CPU), so an AVX-512 machine also runs the AVX2 and
+# generic paths end to end; the kernel and reference tests loop over the levels
+# themselves.
+LEVEL_TESTS := '@(ops|detect|engine|network|align|tflite_models|reference|cli)/*'
 test: $(FACEVER) $(BUILD)/tests/unit models/.stamp tests/data/.stamp
 	FACEVER=./$(FACEVER) $(BUILD)/tests/unit --jobs 1
+	@best=$$(./$(FACEVER) system-info --json | sed 's/.*"level":"\([^"]*\)".*/\1/'); \
+	for level in $$(./$(FACEVER) system-info --json | sed 's/.*"supported":"\([^"]*\)".*/\1/'); do \
+	    [ "$$level" = "$$best" ] && continue; \
+	    echo "== FV_CPU=$$level: $(LEVEL_TESTS)"; \
+	    FV_CPU=$$level FACEVER=./$(FACEVER) $(BUILD)/tests/unit --jobs 1 --filter $(LEVEL_TESTS) || exit 1; \
+	done
 
 asan:
 	$(MAKE) BUILD=build-asan OPT=-O1 SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test

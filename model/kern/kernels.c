@@ -36,6 +36,9 @@ struct epi_cols {
     int col;
 };
 
+/* The epilogue helpers take it by value: the kernels' vector stores may alias
+ * anything, and a copy the compiler can keep in registers is not re-read
+ * after each of them. */
 FV_INLINE struct epi_cols epi_cols_load(const struct fv_gemm_epilogue *e, int col, int lanes)
 {
     struct epi_cols p = {vf_zero(), vf_zero(), vmask_first(lanes), lanes >= VL, col};
@@ -50,8 +53,9 @@ FV_INLINE struct epi_cols epi_cols_load(const struct fv_gemm_epilogue *e, int co
 
 /* The epilogue of one vector of output row `row` (row stride n), stored. */
 FV_INLINE void epi_store(vf v, const struct epi_cols *p, size_t row, int n,
-                         const struct fv_gemm_epilogue *e, float *c)
+                         const struct fv_gemm_epilogue ev, float *c)
 {
+    const struct fv_gemm_epilogue *e = &ev;
     float *dst = c + row * (size_t)n + p->col;
     v = vf_add(v, p->bias);
     if (e->residual) {
@@ -79,7 +83,7 @@ static void epilogue_apply(size_t rows, int n, const struct fv_gemm_epilogue *e,
         const struct epi_cols p = epi_cols_load(e, col, n - col);
         for (size_t r = 0; r < rows; r++) {
             const float *src = c + r * (size_t)n + col;
-            epi_store(p.full ? vf_load(src) : vf_load_mask(p.mask, src), &p, r, n, e, c);
+            epi_store(p.full ? vf_load(src) : vf_load_mask(p.mask, src), &p, r, n, *e, c);
         }
     }
 }
@@ -128,14 +132,15 @@ FV_INLINE void tile(int mr, int nv, const struct a_rows *ar, size_t row, int col
             }
         }
     }
+    const struct fv_gemm_epilogue ev = *e;
 #pragma GCC unroll 4
     for (int j = 0; j < FV_GEMM_NV; j++) {
         if (j < nv) {
-            const struct epi_cols p = epi_cols_load(e, col + j * VL, cols - j * VL);
+            const struct epi_cols p = epi_cols_load(&ev, col + j * VL, cols - j * VL);
 #pragma GCC unroll 16
             for (int i = 0; i < FV_GEMM_MR; i++)
                 if (i < mr)
-                    epi_store(acc[i][j], &p, row + (size_t)i, n, e, c);
+                    epi_store(acc[i][j], &p, row + (size_t)i, n, ev, c);
         }
     }
 }
@@ -556,7 +561,7 @@ FV_INLINE void wino_transform_output(int m, const struct fv_conv_shape *s, int b
                 int ox = m * tx + j;
                 if (ox >= s->out_w)
                     break;
-                epi_store(y[j], &ep, ((size_t)b * s->out_h + oy) * s->out_w + ox, n, e, output);
+                epi_store(y[j], &ep, ((size_t)b * s->out_h + oy) * s->out_w + ox, n, *e, output);
             }
         }
     }
@@ -618,6 +623,7 @@ FV_INLINE BF16 void tile16(int mr, int nv, const uint16_t *a, int k, size_t row,
                            int cols, int n, const uint16_t *panel,
                            const struct fv_gemm_epilogue *e, float *c)
 {
+    const struct fv_gemm_epilogue ev = *e;
     vf acc[BF16_MR][2];
 #pragma GCC unroll 12
     for (int i = 0; i < BF16_MR; i++)
@@ -640,11 +646,11 @@ FV_INLINE BF16 void tile16(int mr, int nv, const uint16_t *a, int k, size_t row,
 #pragma GCC unroll 2
     for (int j = 0; j < 2; j++) {
         if (j < nv) {
-            const struct epi_cols ep = epi_cols_load(e, col + j * VL, cols - j * VL);
+            const struct epi_cols ep = epi_cols_load(&ev, col + j * VL, cols - j * VL);
 #pragma GCC unroll 12
             for (int i = 0; i < BF16_MR; i++)
                 if (i < mr)
-                    epi_store(acc[i][j], &ep, row + (size_t)i, n, e, c);
+                    epi_store(acc[i][j], &ep, row + (size_t)i, n, ev, c);
         }
     }
 }

@@ -330,6 +330,15 @@ int main(int argc, char **argv)
         printf("%s: %.1f images/s\n", argv[2], job.images_per_s);
         return 0;
     }
+    {
+        const struct fv_cpu *cpu = fv_cpu_get();
+        enum fv_cpu_level level;
+        if (fv_cpu_active(&level, &err) != FV_OK)
+            die(&err);
+        printf("== CPU %s (%s); supported levels: %s; running at: %s%s\n\n", cpu->model, cpu->arch,
+               fv_cpu_supported_names(), fv_cpu_level_name(level),
+               getenv("FV_CPU") ? " (FV_CPU)" : "");
+    }
     printf("== networks (median of 40 runs at batch 1 on one thread; images/s at batch 16)\n");
     printf("%-20s %-9s %8s %12s %8s %10s %10s %8s\n", "network", "input", "GFLOP", "batch 1",
            "GFLOP/s", "1 thread", "2 threads", "speedup");
