@@ -53,6 +53,7 @@ BENCH_SRCS := $(wildcard tests/bench/*.c)
 
 FACEVER := $(if $(filter build,$(BUILD)),facever,$(BUILD)/facever)
 
+.DEFAULT_GOAL := all
 .PHONY: all deps models test-data test asan bench run clean
 all: $(FACEVER)
 
@@ -127,6 +128,9 @@ clean:
 # Further targets (fuzzing, load tests, experiments) live in mk/*.mk.
 include $(sort $(wildcard mk/*.mk))
 
+# Dependency files are written by the compiler, never made: without this rule make
+# would try to build them with its built-in rules (kernels.avx2.d from kernels.avx2.d.o).
+%.d: ;
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 # Wen et al.'s MNIST experiment (LeNets++, softmax vs center loss); not part of `make test`.

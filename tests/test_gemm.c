@@ -399,13 +399,16 @@ Test(gemm, max_pool_every_level)
 
 /* Convolutions whose windows the packed kernel reads in place (no padding,
  * output rows of 8 or more) against the definition, batch of 2, with the
- * last tile of each output row partly filled; and through im2col + BLAS. */
+ * last tile of each output row partly filled, at every level; and through
+ * im2col + BLAS. */
 Test(gemm, convolution_windows_against_reference)
 {
     static const int cases[][7] = {
         /* in_h, in_w, c, kernel, stride, out_c, padding (1 = SAME) */
         {12, 30, 3, 3, 1, 10, 0}, {23, 23, 32, 3, 1, 64, 0}, {10, 19, 16, 2, 1, 40, 0},
         {9, 40, 8, 1, 2, 17, 0},  {17, 33, 5, 3, 2, 33, 0},  {14, 14, 3, 3, 2, 16, 1},
+        /* 2 and 4 outputs: the small-N dot-product path, over windows of 3 and 5 channels */
+        {12, 30, 8, 3, 1, 2, 0},  {10, 19, 5, 3, 1, 4, 0},   {9, 20, 16, 1, 1, 3, 0},
     };
     unsigned state = 11;
     for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {

@@ -15,8 +15,19 @@
 
 /* ---- weight packing ---- */
 
+/* Layers with at most SMALL_N outputs (MTCNN's 2- and 4-output box and score
+ * heads) would use 1 to 4 lanes of a tile's vectors: they keep their weights
+ * row-major and compute dot products along k instead (gemm_small_n). */
+#define SMALL_N 4
+
+static int small_n(int n, int k) { return n <= SMALL_N && k >= VL; }
+
 static void pack(int n, int k, const float *w, float *packed)
 {
+    if (small_n(n, k)) {
+        memcpy(packed, w, (size_t)n * k * sizeof *packed);
+        return;
+    }
     for (int j0 = 0; j0 < n; j0 += FV_PANEL) {
         float *panel = packed + (size_t)j0 * k;
         for (int p = 0; p < k; p++)
@@ -178,12 +189,84 @@ static void tile_row(int mr, const struct a_rows *ar, size_t row, int n, int k,
     }
 }
 
+/* The epilogue of one value (the scalar form of epi_store). */
+FV_INLINE float epi_scalar(float v, const struct fv_gemm_epilogue *e, size_t row, int n, int col)
+{
+    if (e->bias)
+        v += e->bias[col];
+    if (e->residual)
+        v += e->residual[row * (size_t)n + col];
+    if (e->act != FV_ACT_NONE) {
+        v = v > 0.0f ? v : 0.0f;
+        if (e->act == FV_ACT_RELU6 && v > 6.0f)
+            v = 6.0f;
+    }
+    if (e->slopes && v < 0.0f)
+        v *= e->slopes[e->n_slopes == 1 ? 0 : col];
+    return v;
+}
+
+/* n (1..SMALL_N) outputs for m rows of A read as ar says (rows [row0, row0 + m)
+ * of c), as dot products of each row with each weight row, VL products at a
+ * time, the partial sums added across lanes at the end. */
+FV_INLINE void small_n_rows(int n, size_t m, const struct a_rows *ar, int k, const float *w,
+                            const struct fv_gemm_epilogue *e, size_t row0, float *c)
+{
+    const int len = ar->seg_len, full = len - len % VL;
+    const vmask tail = vmask_first(len % VL);
+    for (size_t i = 0; i < m; i++) {
+        vf acc[SMALL_N];
+#pragma GCC unroll 4
+        for (int j = 0; j < SMALL_N; j++)
+            acc[j] = vf_zero();
+        for (int seg = 0; seg < ar->segs; seg++) {
+            const float *x = ar->a + i * ar->lda + (size_t)seg * ar->seg_stride;
+            const float *ws = w + (size_t)seg * len;
+            for (int p = 0; p < full; p += VL) {
+                const vf xv = vf_load(x + p);
+#pragma GCC unroll 4
+                for (int j = 0; j < SMALL_N; j++)
+                    if (j < n)
+                        acc[j] = vf_fma(xv, vf_load(ws + (size_t)j * k + p), acc[j]);
+            }
+            if (full < len) {
+                const vf xv = vf_load_mask(tail, x + full);
+#pragma GCC unroll 4
+                for (int j = 0; j < SMALL_N; j++)
+                    if (j < n)
+                        acc[j] = vf_fma(xv, vf_load_mask(tail, ws + (size_t)j * k + full), acc[j]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < SMALL_N; j++)
+            if (j < n)
+                c[(row0 + i) * (size_t)n + j] = epi_scalar(vf_sum(acc[j]), e, row0 + i, n, j);
+    }
+}
+
+static void gemm_small_n(size_t m, int n, int k, const struct a_rows *ar, const float *w,
+                         const struct fv_gemm_epilogue *e, size_t row0, float *c)
+{
+    const struct fv_gemm_epilogue ev = *e;
+    switch (n) {
+    case 1: small_n_rows(1, m, ar, k, w, &ev, row0, c); break;
+    case 2: small_n_rows(2, m, ar, k, w, &ev, row0, c); break;
+    case 3: small_n_rows(3, m, ar, k, w, &ev, row0, c); break;
+    default: small_n_rows(4, m, ar, k, w, &ev, row0, c); break;
+    }
+}
+
 static void gemm(size_t m, int n, int k, const float *a, size_t lda, const float *packed,
                  const struct fv_gemm_epilogue *e, float *c)
 {
     static const struct fv_gemm_epilogue none = {0};
     if (!e)
         e = &none;
+    if (small_n(n, k)) {
+        const struct a_rows ar = {a, lda, 0, 1, k};
+        gemm_small_n(m, n, k, &ar, packed, e, 0, c);
+        return;
+    }
     for (size_t row = 0; row < m; row += FV_GEMM_MR) {
         int mr = m - row < FV_GEMM_MR ? (int)(m - row) : FV_GEMM_MR;
         struct a_rows ar = {a + row * lda, lda, 0, 1, k};
@@ -211,7 +294,10 @@ static void gemm_windows(const struct fv_gemm_windows *win, const float *input, 
                 struct a_rows ar = {line + (size_t)ox * win->stride_w * win->c,
                                     (size_t)win->stride_w * win->c, row_floats, win->kernel_h,
                                     win->kernel_w * win->c};
-                tile_row(mr, &ar, row0 + ox, n, k, packed, e, c);
+                if (small_n(n, k))
+                    gemm_small_n((size_t)mr, n, k, &ar, packed, e, row0 + ox, c);
+                else
+                    tile_row(mr, &ar, row0 + ox, n, k, packed, e, c);
             }
         }
     }

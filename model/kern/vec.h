@@ -8,6 +8,8 @@
  * stores leave memory past them untouched). No load or store assumes
  * alignment.
  *
+ * vf_sum adds a vector's lanes (the order is the set's own).
+ *
  * Register blocking per set (what fits its register file):
  *   FV_GEMM_MR × FV_GEMM_NV  GEMM tile in vectors (rows × vectors of columns)
  *   FV_DW_STRIP              widest strip of 3×3 depthwise outputs
@@ -49,6 +51,7 @@ FV_INLINE vf vf_prelu(vf x, vf a)
 FV_INLINE vmask vmask_first(int n) { return n >= VL ? (vmask)0xFFFF : (vmask)((1u << n) - 1); }
 FV_INLINE vf vf_load_mask(vmask m, const float *p) { return _mm512_maskz_loadu_ps(m, p); }
 FV_INLINE void vf_store_mask(float *p, vmask m, vf v) { _mm512_mask_storeu_ps(p, m, v); }
+FV_INLINE float vf_sum(vf v) { return _mm512_reduce_add_ps(v); }
 
 #elif defined(FV_ISA_AVX2)
 /* ---- AVX2 + FMA: 16 registers of 8 floats, masks as vectors ---- */
@@ -81,6 +84,12 @@ FV_INLINE vmask vmask_first(int n)
 }
 FV_INLINE vf vf_load_mask(vmask m, const float *p) { return _mm256_maskload_ps(p, m); }
 FV_INLINE void vf_store_mask(float *p, vmask m, vf v) { _mm256_maskstore_ps(p, m, v); }
+FV_INLINE float vf_sum(vf v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
 
 #elif defined(FV_ISA_NEON)
 /* ---- ARM64 Advanced SIMD: 32 registers of 4 floats ---- */
@@ -117,6 +126,7 @@ FV_INLINE void vf_store_mask(float *p, vmask m, vf v)
     vst1q_f32(t, v);
     memcpy(p, t, (size_t)m * sizeof *t);
 }
+FV_INLINE float vf_sum(vf v) { return vaddvq_f32(v); }
 
 #elif defined(FV_ISA_GENERIC)
 /* ---- portable C: GCC/clang vectors of 4 floats (SSE2 on x86-64, NEON on
@@ -155,6 +165,7 @@ FV_INLINE vf vf_load_mask(vmask m, const float *p)
     return v;
 }
 FV_INLINE void vf_store_mask(float *p, vmask m, vf v) { memcpy(p, &v, (size_t)m * sizeof(float)); }
+FV_INLINE float vf_sum(vf v) { return (v[0] + v[1]) + (v[2] + v[3]); }
 
 #else
 #error "model/kern/vec.h: define one of FV_ISA_GENERIC, FV_ISA_AVX2, FV_ISA_AVX512, FV_ISA_NEON"
