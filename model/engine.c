@@ -8,6 +8,7 @@
 #define FV_HAVE_MXCSR 1
 #endif
 
+#include "model/forward.h"
 #include "model/kernels.h"
 #include "model/model_file.h"
 #include "model/ops.h"
@@ -487,17 +488,8 @@ enum fv_status fv_context_new(const struct fv_model *m, int max_batch, int max_h
         goto fail;
     for (int i = 0; i < fv_graph_node_count(g); i++) {
         const struct fv_node *n = fv_graph_node(g, i);
-        if (n->op != FV_OP_CONV2D)
-            continue;
-        const int *in = ctx->shapes[n->inputs[0]];
-        struct fv_conv_shape s =
-            fv_conv_shape_make(max_batch, in[0], in[1], in[2], n->kernel_h, n->kernel_w,
-                               n->stride_h, n->stride_w, n->padding, 1);
-        size_t need = fv_ops_conv2d_scratch(&s);
-        if (m->wino[i]) {
-            size_t wino = fv_winograd_scratch(in[2], fv_graph_blob(g, n->blobs[0])->shape[0]);
-            need = wino > need ? wino : need;
-        }
+        size_t need = fv_forward_scratch(n, max_batch, ctx->shapes[n->inputs[0]],
+                                         ctx->shapes[n->output][2]);
         if (need > ctx->scratch_floats)
             ctx->scratch_floats = need;
     }
@@ -556,37 +548,6 @@ static const float *blob_data(struct fv_graph *g, int b)
     return b >= 0 ? fv_graph_blob(g, b)->data : NULL;
 }
 
-/* Convolution node i: Winograd where its filter was prepared for it, else the
- * (packed) GEMM. */
-static void run_conv(const struct fv_context *ctx, int i, const struct fv_conv_shape *s,
-                     const float *x, const struct fv_gemm_epilogue *e, float *y)
-{
-    const struct fv_model *m = ctx->model;
-    const struct fv_node *n = fv_graph_node(m->graph, i);
-    if (m->packed16[i] && fv_conv_is_pointwise(s))
-        m->k->gemm_bf16((size_t)s->n * s->out_h * s->out_w, s->out_c, s->in_c, x,
-                        (size_t)s->in_c, m->packed16[i], e, y);
-    else if (m->wino[i] && fv_winograd_applies(s))
-        fv_winograd_conv(m->k, s, x, m->wino[i], e, ctx->scratch, y);
-    else
-        fv_ops_conv2d_fused(m->k, s, x, blob_data(m->graph, n->blobs[0]), m->packed[i], e,
-                            ctx->scratch, y);
-}
-
-/* Fully connected node i over batch rows of k inputs. */
-static void run_fc(const struct fv_context *ctx, int i, int batch, int k, const float *x,
-                   const struct fv_gemm_epilogue *e, float *y)
-{
-    const struct fv_model *m = ctx->model;
-    const struct fv_node *n = fv_graph_node(m->graph, i);
-    const struct fv_blob *w = fv_graph_blob(m->graph, n->blobs[0]);
-    if (m->packed16[i])
-        m->k->gemm_bf16((size_t)batch, w->shape[0], k, x, (size_t)k, m->packed16[i], e, y);
-    else
-        fv_gemm_nt(m->k, (size_t)batch, w->shape[0], k, x, (size_t)k, w->data, m->packed[i], e,
-                   y);
-}
-
 enum fv_status fv_context_run(struct fv_context *ctx, const float *input, int batch, int h, int w,
                               struct fv_error *err)
 {
@@ -611,113 +572,41 @@ enum fv_status fv_context_run(struct fv_context *ctx, const float *input, int ba
 #endif
     for (int i = 0; i < fv_graph_node_count(g); i++) {
         const struct fv_node *n = fv_graph_node(g, i);
-        const int *in = ctx->shapes[n->inputs[0]];
-        const int *os = ctx->shapes[n->output];
-        const float *x = tensor_data(ctx, n->inputs[0]);
-        float *y = tensor_out(ctx, n->output);
-        const size_t pixels = (size_t)batch * os[0] * os[1];
-        const size_t count = pixels * os[2];
-        struct fv_conv_shape s = fv_conv_shape_make(batch, in[0], in[1], in[2], n->kernel_h,
-                                                    n->kernel_w, n->stride_h, n->stride_w,
-                                                    n->padding, os[2]);
-        if (m->fuse_add[i]) {
-            /* conv(x) + r in one pass: r enters the GEMM's epilogue. */
-            const struct fv_node *add = fv_graph_node(g, i + 1);
-            int other = add->inputs[0] == n->output ? add->inputs[1] : add->inputs[0];
-            const struct fv_gemm_epilogue e = {.bias = blob_data(g, n->blobs[1]),
-                                               .residual = tensor_data(ctx, other),
-                                               .act = add->activation};
-            run_conv(ctx, i, &s, x, &e, tensor_out(ctx, add->output));
-            i++;
-            continue;
-        }
-        if (m->fuse_prelu[i]) {
-            /* conv/FC/depthwise with the PReLU after it applied as the output is
-             * written, into the PReLU's output; the PReLU node is consumed here. */
-            const struct fv_node *pr = fv_graph_node(g, i + 1);
-            const float *slopes = blob_data(g, pr->blobs[0]);
-            int n_slopes = (int)fv_graph_blob(g, pr->blobs[0])->count;
-            const struct fv_gemm_epilogue e = {.bias = blob_data(g, n->blobs[1]),
-                                               .slopes = slopes, .n_slopes = n_slopes};
-            float *py = tensor_out(ctx, pr->output);
-            if (n->op == FV_OP_CONV2D)
-                run_conv(ctx, i, &s, x, &e, py);
-            else if (n->op == FV_OP_DEPTHWISE_CONV2D)
-                m->k->depthwise(&s, x, blob_data(g, n->blobs[0]), blob_data(g, n->blobs[1]),
-                                slopes, n_slopes, py);
-            else
-                run_fc(ctx, i, batch, in[0] * in[1] * in[2], x, &e, py);
-            i++;
-            continue;
-        }
-        switch (n->op) {
-        case FV_OP_CONV2D: {
-            const struct fv_gemm_epilogue e = {.bias = blob_data(g, n->blobs[1]),
-                                               .act = n->activation};
-            run_conv(ctx, i, &s, x, &e, y);
-            break;
-        }
-        case FV_OP_DEPTHWISE_CONV2D:
-            m->k->depthwise(&s, x, blob_data(g, n->blobs[0]), blob_data(g, n->blobs[1]), NULL, 0,
-                            y);
-            fv_ops_activation(count, n->activation, y);
-            break;
-        case FV_OP_MAX_POOL2D:
-            m->k->max_pool(&s, x, y);
-            break;
-        case FV_OP_FULLY_CONNECTED: {
-            const struct fv_gemm_epilogue e = {.bias = blob_data(g, n->blobs[1]),
-                                               .act = n->activation};
-            run_fc(ctx, i, batch, in[0] * in[1] * in[2], x, &e, y);
-            break;
-        }
-        case FV_OP_PRELU:
-            fv_ops_prelu(pixels, os[2], x, blob_data(g, n->blobs[0]),
-                         (int)fv_graph_blob(g, n->blobs[0])->count, y);
-            break;
-        case FV_OP_RELU:
-            if (y != x)
-                memcpy(y, x, count * sizeof *y);
-            fv_ops_activation(count, FV_ACT_RELU, y);
-            break;
-        case FV_OP_ADD:
-        case FV_OP_MUL: {
-            const float *b;
-            size_t b_count;
-            if (n->n_inputs == 2) {
-                b = tensor_data(ctx, n->inputs[1]);
-                b_count = count;
-            } else {
-                b = blob_data(g, n->blobs[0]);
-                b_count = fv_graph_blob(g, n->blobs[0])->count;
-            }
-            if (n->op == FV_OP_ADD)
-                fv_ops_add(count, os[2], x, b, b_count, n->activation, y);
-            else
-                fv_ops_mul(count, os[2], x, b, b_count, n->activation, y);
-            break;
-        }
-        case FV_OP_SOFTMAX:
-            fv_ops_softmax(pixels, os[2], x, y);
-            break;
-        case FV_OP_L2_NORM:
-            fv_ops_l2_norm(batch, (size_t)os[0] * os[1] * os[2], n->epsilon, x, y);
-            break;
-        case FV_OP_RESHAPE:
-            if (x != y) /* the input tensor itself cannot be aliased */
-                memcpy(y, x, count * sizeof *y);
-            break;
-        case FV_OP_BATCH_NORM:
-            fv_ops_batch_norm(pixels, os[2], x, blob_data(g, n->blobs[0]),
-                              blob_data(g, n->blobs[1]), blob_data(g, n->blobs[2]),
-                              blob_data(g, n->blobs[3]), n->epsilon, y);
-            break;
-        case FV_OP_COUNT:
+        if (n->op >= FV_OP_COUNT) {
 #ifdef FV_HAVE_MXCSR
             _mm_setcsr(saved_mxcsr);
 #endif
             return fv_error_set(err, FV_ERR_INTERNAL, "bad op in node '%s'", n->name);
         }
+        struct fv_forward_args a = {
+            .kernels = m->k, .graph = g, .node = n, .batch = batch,
+            .in = ctx->shapes[n->inputs[0]], .out = ctx->shapes[n->output],
+            .x = tensor_data(ctx, n->inputs[0]),
+            .x2 = n->n_inputs == 2 ? tensor_data(ctx, n->inputs[1]) : NULL,
+            .y = tensor_out(ctx, n->output), .packed = m->packed[i], .winograd = m->wino[i],
+            .packed16 = m->packed16[i], .scratch = ctx->scratch,
+        };
+        struct fv_gemm_epilogue fused = {.bias = blob_data(g, n->blobs[1])};
+        if (m->fuse_add[i]) {
+            /* conv(x) + r in one pass: r enters the GEMM's epilogue. */
+            const struct fv_node *add = fv_graph_node(g, i + 1);
+            int other = add->inputs[0] == n->output ? add->inputs[1] : add->inputs[0];
+            fused.residual = tensor_data(ctx, other);
+            fused.act = add->activation;
+            a.epilogue = &fused;
+            a.y = tensor_out(ctx, add->output);
+            i++;
+        } else if (m->fuse_prelu[i]) {
+            /* conv/FC/depthwise with the PReLU after it applied as the output is
+             * written, into the PReLU's output; the PReLU node is consumed here. */
+            const struct fv_node *pr = fv_graph_node(g, i + 1);
+            fused.slopes = blob_data(g, pr->blobs[0]);
+            fused.n_slopes = (int)fv_graph_blob(g, pr->blobs[0])->count;
+            a.epilogue = &fused;
+            a.y = tensor_out(ctx, pr->output);
+            i++;
+        }
+        fv_forward_node(&a);
     }
 #ifdef FV_HAVE_MXCSR
     _mm_setcsr(saved_mxcsr);
