@@ -90,16 +90,11 @@ static void detect(void)
             cpu.supported |= 1u << FV_CPU_AVX512_BF16;
     }
 #elif defined(__aarch64__)
-    cpuinfo_field("CPU implementer", cpu.model, sizeof cpu.model);
-    if (cpu.model[0]) {
-        char part[16] = "";
-        cpuinfo_field("CPU part", part, sizeof part);
-        size_t used = strlen(cpu.model);
-        snprintf(cpu.model + used, sizeof cpu.model - used, " part %s", part);
-        char named[64] = "ARM64 implementer ";
-        strncat(named, cpu.model, sizeof named - strlen(named) - 1);
-        snprintf(cpu.model, sizeof cpu.model, "%s", named);
-    }
+    char implementer[16] = "", part[16] = "";
+    cpuinfo_field("CPU implementer", implementer, sizeof implementer);
+    cpuinfo_field("CPU part", part, sizeof part);
+    if (implementer[0])
+        snprintf(cpu.model, sizeof cpu.model, "ARM64 implementer %s part %s", implementer, part);
     if (getauxval(AT_HWCAP) & HWCAP_ASIMD)
         cpu.supported |= 1u << FV_CPU_NEON;
 #endif

@@ -308,10 +308,10 @@ Test(gemm, depthwise_with_prelu_against_reference)
 {
     enum { H = 11, W = 23, CMAX = 32 };
     unsigned state = 7;
-    static float x[H * W * CMAX], f[9 * CMAX], b[CMAX], slopes[CMAX], y[H * W * CMAX];
+    static float x[H * W * CMAX], f[49 * CMAX], b[CMAX], slopes[CMAX], y[H * W * CMAX];
     for (int i = 0; i < H * W * CMAX; i++)
         x[i] = value(&state);
-    for (int i = 0; i < 9 * CMAX; i++)
+    for (int i = 0; i < 49 * CMAX; i++)
         f[i] = value(&state);
     for (int i = 0; i < CMAX; i++) {
         b[i] = value(&state);
