@@ -333,7 +333,12 @@ FV_INLINE void dw3_strip(int width, int stride, const float *const rows[3], int 
 #pragma GCC unroll 8
     for (int t = 0; t < FV_DW_STRIP; t++)
         acc[t] = bias;
-    for (int ky = ky0; ky < ky1; ky++) {
+    /* ky runs over constants (rows outside the image skipped), so the taps are
+     * indexed by constants and stay in registers */
+#pragma GCC unroll 3
+    for (int ky = 0; ky < 3; ky++) {
+        if (ky < ky0 || ky >= ky1)
+            continue;
         const float *row = rows[ky] + (ptrdiff_t)x0 * c;
 #pragma GCC unroll 17
         for (int j = 0; j < (width - 1) * stride + 3; j++) {
