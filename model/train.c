@@ -2,6 +2,7 @@
 #include "model/train.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +172,7 @@ void fv_train_default_params(struct fv_train_params *p)
     p->schedule.base_lr = 0.01f;
     p->schedule.gamma = 0.1f;
     p->seed = 1;
+    p->threads = 1;
 }
 
 /* ---------------------------------------------------------------- architectures */
@@ -475,32 +477,68 @@ fail:
 
 /* ---------------------------------------------------------------- trainer */
 
-/* What the backward pass needs of one node beyond its input and output. */
+/* What the backward pass of one node needs beyond its input and output, kept
+ * by each worker for its own samples. */
 struct node_state {
-    struct fv_conv_shape shape; /* conv, depthwise, pool */
-    int32_t *argmax;            /* max pool: batch × output size */
+    int32_t *argmax;                 /* max pool: shard × output size */
     float *save_mean, *save_inv_std; /* batch norm: c each */
+    float *shard_mean, *shard_var;   /* batch norm, several workers: this shard's statistics */
 };
+
+/* One thread's share of a step: samples [first, first + n) of the batch. The
+ * activations and gradients of every tensor are one array for the whole batch
+ * and a worker touches only its slice of each; parameter gradients, pooling
+ * indices, batch-norm statistics and scratch are its own, so workers never
+ * write the same memory. Worker 0 runs on the caller's thread, and its
+ * parameter gradients receive the sum over workers. */
+struct train_worker {
+    struct fv_trainer *tr;
+    int index;
+    int first, n;
+    float weight;                    /* n / batch: this shard's share of the mean loss */
+    float **pgrad;                   /* per blob; NULL when the blob is not trained */
+    struct node_state *ns;           /* per node */
+    float *scratch;
+    float softmax_loss, center_loss; /* means over this shard */
+    int correct;
+    pthread_t thread;
+    int started;
+};
+
+enum pool_job { JOB_TRAIN, JOB_REDUCE, JOB_PREDICT };
 
 struct fv_trainer {
     struct fv_graph *g;
     struct fv_train_params p;
-    int batch;
+    int batch, threads;
     int feature, logits, head; /* tensors and the classifier node */
     int dim;
     int nt, nn, nb;
     size_t *sizes;        /* per-sample floats of each tensor */
     float **act, **grad;  /* per tensor: batch × size (grad NULL for the input) */
-    struct node_state *ns;
-    float **pgrad, **velocity; /* per blob; NULL when the blob is not trained */
+    struct fv_conv_shape *shapes; /* per node: conv, depthwise, pool (n set per call) */
+    float **velocity;     /* per blob; NULL when the blob is not trained */
     char *decay;          /* per blob: weight decay applies */
-    float *scratch;
-    size_t scratch_floats;
+    size_t *param_offset; /* per trained blob: its first value among all trained values */
+    size_t params;        /* trained values in all */
+    struct train_worker *workers;
     struct fv_center_loss *center;
-    int *labels_copy;
     long steps;
     struct fv_rng rng;
     size_t bytes;
+    /* The pool: workers 1.. sleep until the generation changes, run `job` on
+     * their shard or range, and the last to finish signals `done`. */
+    pthread_mutex_t lock;
+    pthread_cond_t start, done;
+    int pool_ready, stop, pending;
+    unsigned generation;
+    enum pool_job job;
+    const int *labels;    /* JOB_TRAIN */
+    int n;                /* samples in the current call */
+    float lr;             /* JOB_REDUCE */
+    int update;           /* JOB_REDUCE: apply the SGD step, not only sum */
+    float *features;      /* JOB_PREDICT, either may be NULL */
+    int *predicted;
 };
 
 static void *train_alloc(struct fv_trainer *tr, size_t count, size_t elem)
@@ -509,36 +547,62 @@ static void *train_alloc(struct fv_trainer *tr, size_t count, size_t elem)
     return calloc(count ? count : 1, elem);
 }
 
+static void pool_stop(struct fv_trainer *tr)
+{
+    if (!tr->pool_ready)
+        return;
+    pthread_mutex_lock(&tr->lock);
+    tr->stop = 1;
+    pthread_cond_broadcast(&tr->start);
+    pthread_mutex_unlock(&tr->lock);
+    for (int w = 1; w < tr->threads; w++)
+        if (tr->workers[w].started)
+            pthread_join(tr->workers[w].thread, NULL);
+    pthread_mutex_destroy(&tr->lock);
+    pthread_cond_destroy(&tr->start);
+    pthread_cond_destroy(&tr->done);
+    tr->pool_ready = 0;
+}
+
+static void worker_free(struct fv_trainer *tr, struct train_worker *w)
+{
+    for (int i = 0; w->ns && i < tr->nn; i++) {
+        free(w->ns[i].argmax);
+        free(w->ns[i].save_mean);
+        free(w->ns[i].save_inv_std);
+        free(w->ns[i].shard_mean);
+        free(w->ns[i].shard_var);
+    }
+    for (int b = 0; w->pgrad && b < tr->nb; b++)
+        free(w->pgrad[b]);
+    free(w->ns);
+    free(w->pgrad);
+    free(w->scratch);
+}
+
 void fv_trainer_free(struct fv_trainer *tr)
 {
     if (!tr)
         return;
+    pool_stop(tr);
     for (int t = 0; t < tr->nt; t++) {
         if (tr->act && t != fv_graph_input(tr->g))
             free(tr->act[t]);
         if (tr->grad)
             free(tr->grad[t]);
     }
-    for (int i = 0; tr->ns && i < tr->nn; i++) {
-        free(tr->ns[i].argmax);
-        free(tr->ns[i].save_mean);
-        free(tr->ns[i].save_inv_std);
-    }
-    for (int i = 0; i < tr->nb; i++) {
-        if (tr->pgrad)
-            free(tr->pgrad[i]);
-        if (tr->velocity)
-            free(tr->velocity[i]);
-    }
+    for (int w = 0; tr->workers && w < tr->threads; w++)
+        worker_free(tr, &tr->workers[w]);
+    for (int i = 0; tr->velocity && i < tr->nb; i++)
+        free(tr->velocity[i]);
+    free(tr->workers);
     free(tr->sizes);
     free(tr->act);
     free(tr->grad);
-    free(tr->ns);
-    free(tr->pgrad);
+    free(tr->shapes);
     free(tr->velocity);
     free(tr->decay);
-    free(tr->scratch);
-    free(tr->labels_copy);
+    free(tr->param_offset);
     fv_center_loss_free(tr->center);
     fv_graph_free(tr->g);
     free(tr);
@@ -589,6 +653,54 @@ static enum fv_status add_head(struct fv_trainer *tr, struct fv_error *err)
     return fv_graph_add_output(tr->g, t);
 }
 
+/* Whether blob k of node n is trained: everything but batch-norm statistics. */
+static int blob_trained(const struct fv_node *n, int k)
+{
+    return n->blobs[k] >= 0 && !(n->op == FV_OP_BATCH_NORM && k >= 2);
+}
+
+/* A worker's own state for shards of up to `capacity` samples. */
+static int worker_init(struct fv_trainer *tr, struct train_worker *w, int capacity)
+{
+    const int several = tr->threads > 1;
+    if (!(w->pgrad = train_alloc(tr, (size_t)tr->nb, sizeof *w->pgrad)) ||
+        !(w->ns = train_alloc(tr, (size_t)tr->nn, sizeof *w->ns)))
+        return 0;
+    size_t scratch = fv_loss_lmcl_scratch(capacity, tr->dim, tr->p.classes);
+    for (int i = 0; i < tr->nn; i++) {
+        const struct fv_node *n = fv_graph_node(tr->g, i);
+        struct node_state *s = &w->ns[i];
+        if (n->op == FV_OP_CONV2D) {
+            struct fv_conv_shape shape = tr->shapes[i];
+            shape.n = capacity;
+            size_t f = fv_ops_conv2d_scratch(&shape), b = fv_backward_conv2d_scratch(&shape);
+            scratch = f > scratch ? f : scratch;
+            scratch = b > scratch ? b : scratch;
+        }
+        if (n->op == FV_OP_MAX_POOL2D &&
+            !(s->argmax = train_alloc(tr, tr->sizes[n->output] * capacity, sizeof *s->argmax)))
+            return 0;
+        if (n->op == FV_OP_BATCH_NORM) {
+            size_t c = (size_t)fv_graph_tensor(tr->g, n->output)->c;
+            if (!(s->save_mean = train_alloc(tr, c, sizeof(float))) ||
+                !(s->save_inv_std = train_alloc(tr, c, sizeof(float))) ||
+                (several && (!(s->shard_mean = train_alloc(tr, c, sizeof(float))) ||
+                             !(s->shard_var = train_alloc(tr, c, sizeof(float))))))
+                return 0;
+        }
+        for (int k = 0; k < FV_NODE_MAX_BLOBS; k++) {
+            int bi = n->blobs[k];
+            if (!blob_trained(n, k) || w->pgrad[bi])
+                continue;
+            if (!(w->pgrad[bi] = train_alloc(tr, fv_graph_blob(tr->g, bi)->count, sizeof(float))))
+                return 0;
+        }
+    }
+    return (w->scratch = train_alloc(tr, scratch, sizeof(float))) != NULL;
+}
+
+static void *worker_main(void *arg);
+
 enum fv_status fv_trainer_new(struct fv_graph *trunk, const struct fv_train_params *params,
                               struct fv_trainer **out, struct fv_error *err)
 {
@@ -606,12 +718,15 @@ enum fv_status fv_trainer_new(struct fv_graph *trunk, const struct fv_train_para
     if (params->batch < 1 || params->batch > 65536 || params->classes < 2 ||
         params->classes > 10000000 || (unsigned)params->loss >= FV_LOSS_KIND_COUNT ||
         !(params->schedule.base_lr >= 0.0f) || !(params->momentum >= 0.0f) ||
-        !(params->weight_decay >= 0.0f) || !(params->s > 0.0f) || !(params->m >= 0.0f)) {
+        !(params->weight_decay >= 0.0f) || !(params->s > 0.0f) || !(params->m >= 0.0f) ||
+        params->threads < 1 || params->threads > FV_TRAIN_MAX_THREADS) {
         st = fv_error_set(err, FV_ERR_INVALID_ARG,
-                          "training parameters out of range (batch %d, classes %d)",
-                          params->batch, params->classes);
+                          "training parameters out of range (batch %d, classes %d, threads %d)",
+                          params->batch, params->classes, params->threads);
         goto fail;
     }
+    /* more threads than samples would only idle */
+    tr->threads = params->threads < params->batch ? params->threads : params->batch;
     if ((st = fv_graph_validate(tr->g, err)) != FV_OK)
         goto fail;
     const struct fv_model_meta *meta = fv_graph_meta(tr->g);
@@ -642,13 +757,13 @@ enum fv_status fv_trainer_new(struct fv_graph *trunk, const struct fv_train_para
     tr->sizes = train_alloc(tr, (size_t)tr->nt, sizeof *tr->sizes);
     tr->act = train_alloc(tr, (size_t)tr->nt, sizeof *tr->act);
     tr->grad = train_alloc(tr, (size_t)tr->nt, sizeof *tr->grad);
-    tr->ns = train_alloc(tr, (size_t)tr->nn, sizeof *tr->ns);
-    tr->pgrad = train_alloc(tr, (size_t)tr->nb, sizeof *tr->pgrad);
+    tr->shapes = train_alloc(tr, (size_t)tr->nn, sizeof *tr->shapes);
     tr->velocity = train_alloc(tr, (size_t)tr->nb, sizeof *tr->velocity);
     tr->decay = train_alloc(tr, (size_t)tr->nb, 1);
-    tr->labels_copy = train_alloc(tr, (size_t)B, sizeof *tr->labels_copy);
-    if (!tr->sizes || !tr->act || !tr->grad || !tr->ns || !tr->pgrad || !tr->velocity ||
-        !tr->decay || !tr->labels_copy)
+    tr->param_offset = train_alloc(tr, (size_t)tr->nb, sizeof *tr->param_offset);
+    tr->workers = train_alloc(tr, (size_t)tr->threads, sizeof *tr->workers);
+    if (!tr->sizes || !tr->act || !tr->grad || !tr->shapes || !tr->velocity || !tr->decay ||
+        !tr->param_offset || !tr->workers)
         goto nomem;
     for (int t = 0; t < tr->nt; t++) {
         const struct fv_tensor_info *ti = fv_graph_tensor(tr->g, t);
@@ -659,46 +774,56 @@ enum fv_status fv_trainer_new(struct fv_graph *trunk, const struct fv_train_para
             !(tr->grad[t] = train_alloc(tr, tr->sizes[t] * B, sizeof(float))))
             goto nomem;
     }
-    size_t scratch = fv_loss_lmcl_scratch(B, tr->dim, params->classes);
     for (int i = 0; i < tr->nn; i++) {
         const struct fv_node *n = fv_graph_node(tr->g, i);
-        struct node_state *s = &tr->ns[i];
         if (n->op == FV_OP_CONV2D || n->op == FV_OP_DEPTHWISE_CONV2D || n->op == FV_OP_MAX_POOL2D)
-            s->shape = node_conv_shape(tr, n, B);
-        if (n->op == FV_OP_CONV2D) {
-            size_t f = fv_ops_conv2d_scratch(&s->shape), b = fv_backward_conv2d_scratch(&s->shape);
-            scratch = f > scratch ? f : scratch;
-            scratch = b > scratch ? b : scratch;
-        }
-        if (n->op == FV_OP_MAX_POOL2D &&
-            !(s->argmax = train_alloc(tr, tr->sizes[n->output] * B, sizeof *s->argmax)))
-            goto nomem;
-        if (n->op == FV_OP_BATCH_NORM) {
-            int c = fv_graph_tensor(tr->g, n->output)->c;
-            if (!(s->save_mean = train_alloc(tr, (size_t)c, sizeof(float))) ||
-                !(s->save_inv_std = train_alloc(tr, (size_t)c, sizeof(float))))
-                goto nomem;
-        }
-        /* Trained blobs: everything but batch-norm statistics. */
+            tr->shapes[i] = node_conv_shape(tr, n, B);
         for (int k = 0; k < FV_NODE_MAX_BLOBS; k++) {
             int bi = n->blobs[k];
-            if (bi < 0 || (n->op == FV_OP_BATCH_NORM && k >= 2) || tr->pgrad[bi])
+            if (!blob_trained(n, k) || tr->velocity[bi])
                 continue;
             size_t count = fv_graph_blob(tr->g, bi)->count;
-            if (!(tr->pgrad[bi] = train_alloc(tr, count, sizeof(float))) ||
-                !(tr->velocity[bi] = train_alloc(tr, count, sizeof(float))))
+            if (!(tr->velocity[bi] = train_alloc(tr, count, sizeof(float))))
                 goto nomem;
+            tr->param_offset[bi] = tr->params;
+            tr->params += count;
             tr->decay[bi] = k == 0 && (n->op == FV_OP_CONV2D || n->op == FV_OP_DEPTHWISE_CONV2D ||
                                        n->op == FV_OP_FULLY_CONNECTED);
         }
     }
-    tr->scratch_floats = scratch;
-    if (!(tr->scratch = train_alloc(tr, scratch, sizeof(float))))
-        goto nomem;
+    const int capacity = (B + tr->threads - 1) / tr->threads;
+    for (int w = 0; w < tr->threads; w++) {
+        tr->workers[w].tr = tr;
+        tr->workers[w].index = w;
+        if (!worker_init(tr, &tr->workers[w], capacity))
+            goto nomem;
+    }
     if (params->loss == FV_LOSS_CENTER &&
         (st = fv_center_loss_new(params->classes, tr->dim, params->lambda, params->alpha,
                                  &tr->center, err)) != FV_OK)
         goto fail;
+    if (tr->threads > 1) {
+        if (pthread_mutex_init(&tr->lock, NULL) != 0)
+            goto nomem;
+        if (pthread_cond_init(&tr->start, NULL) != 0) {
+            pthread_mutex_destroy(&tr->lock);
+            goto nomem;
+        }
+        if (pthread_cond_init(&tr->done, NULL) != 0) {
+            pthread_cond_destroy(&tr->start);
+            pthread_mutex_destroy(&tr->lock);
+            goto nomem;
+        }
+        tr->pool_ready = 1;
+        for (int w = 1; w < tr->threads; w++) {
+            if (pthread_create(&tr->workers[w].thread, NULL, worker_main, &tr->workers[w]) != 0) {
+                st = fv_error_set(err, FV_ERR_NOMEM, "cannot start training thread %d of %d",
+                                  w + 1, tr->threads);
+                goto fail;
+            }
+            tr->workers[w].started = 1;
+        }
+    }
     *out = tr;
     return FV_OK;
 nomem:
@@ -708,24 +833,32 @@ fail:
     return st;
 }
 
-/* Runs node i forward on n samples; training selects batch statistics and
- * records what the backward pass needs. */
-static void forward_node(struct fv_trainer *tr, int i, int n, int training)
+/* Tensor t's slice for worker w: its first sample onwards. */
+static float *slice(const struct fv_trainer *tr, float *const *arrays, int t,
+                    const struct train_worker *w)
+{
+    return arrays[t] ? arrays[t] + tr->sizes[t] * (size_t)w->first : NULL;
+}
+
+/* Runs node i forward on worker w's samples; training selects batch statistics
+ * and records what the backward pass needs. */
+static void forward_node(struct fv_trainer *tr, struct train_worker *w, int i, int training)
 {
     const struct fv_node *node = fv_graph_node(tr->g, i);
-    struct node_state *s = &tr->ns[i];
+    struct node_state *s = &w->ns[i];
     struct fv_graph *g = tr->g;
-    const float *x = tr->act[node->inputs[0]];
-    float *y = tr->act[node->output];
+    const int n = w->n;
+    const float *x = slice(tr, tr->act, node->inputs[0], w);
+    float *y = slice(tr, tr->act, node->output, w);
     const size_t count = tr->sizes[node->output] * n;
     const float *b0 = node->blobs[0] >= 0 ? fv_graph_blob(g, node->blobs[0])->data : NULL;
     const float *b1 = node->blobs[1] >= 0 ? fv_graph_blob(g, node->blobs[1])->data : NULL;
     const int c = fv_graph_tensor(g, node->output)->c;
-    struct fv_conv_shape shape = s->shape;
+    struct fv_conv_shape shape = tr->shapes[i];
     shape.n = n;
     switch (node->op) {
     case FV_OP_CONV2D:
-        fv_ops_conv2d(&shape, x, b0, b1, node->activation, tr->scratch, y);
+        fv_ops_conv2d(&shape, x, b0, b1, node->activation, w->scratch, y);
         return;
     case FV_OP_DEPTHWISE_CONV2D:
         fv_ops_depthwise_conv2d(&shape, x, b0, b1, node->activation, y);
@@ -749,7 +882,8 @@ static void forward_node(struct fv_trainer *tr, int i, int n, int training)
         break;
     case FV_OP_ADD:
         if (node->n_inputs == 2)
-            fv_ops_add(count, c, x, tr->act[node->inputs[1]], count, node->activation, y);
+            fv_ops_add(count, c, x, slice(tr, tr->act, node->inputs[1], w), count,
+                       node->activation, y);
         else
             fv_ops_add(count, c, x, b0, fv_graph_blob(g, node->blobs[0])->count,
                        node->activation, y);
@@ -760,9 +894,13 @@ static void forward_node(struct fv_trainer *tr, int i, int n, int training)
     case FV_OP_BATCH_NORM: {
         float *mean = fv_graph_blob(g, node->blobs[2])->data;
         float *var = fv_graph_blob(g, node->blobs[3])->data;
-        if (training)
+        if (training && tr->threads == 1)
             fv_forward_batch_norm_train(count / c, c, x, b0, b1, node->epsilon,
                                         tr->p.bn_momentum, mean, var, s->save_mean,
+                                        s->save_inv_std, y);
+        else if (training) /* momentum 1: the shard's own mean and variance, merged later */
+            fv_forward_batch_norm_train(count / c, c, x, b0, b1, node->epsilon, 1.0f,
+                                        s->shard_mean, s->shard_var, s->save_mean,
                                         s->save_inv_std, y);
         else
             fv_ops_batch_norm(count / c, c, x, b0, b1, mean, var, node->epsilon, y);
@@ -774,25 +912,25 @@ static void forward_node(struct fv_trainer *tr, int i, int n, int training)
     fv_ops_activation(count, node->activation, y);
 }
 
-static void backward_node(struct fv_trainer *tr, int i, int n)
+static void backward_node(struct fv_trainer *tr, struct train_worker *w, int i)
 {
     const struct fv_node *node = fv_graph_node(tr->g, i);
-    struct node_state *s = &tr->ns[i];
+    struct node_state *s = &w->ns[i];
     struct fv_graph *g = tr->g;
-    const int in = node->inputs[0];
-    const float *x = tr->act[in], *y = tr->act[node->output];
-    float *dy = tr->grad[node->output], *dx = tr->grad[in];
+    const int in = node->inputs[0], n = w->n;
+    const float *x = slice(tr, tr->act, in, w), *y = slice(tr, tr->act, node->output, w);
+    float *dy = slice(tr, tr->grad, node->output, w), *dx = slice(tr, tr->grad, in, w);
     const size_t count = tr->sizes[node->output] * n;
     const float *b0 = node->blobs[0] >= 0 ? fv_graph_blob(g, node->blobs[0])->data : NULL;
-    float *g0 = node->blobs[0] >= 0 ? tr->pgrad[node->blobs[0]] : NULL;
-    float *g1 = node->blobs[1] >= 0 ? tr->pgrad[node->blobs[1]] : NULL;
+    float *g0 = node->blobs[0] >= 0 ? w->pgrad[node->blobs[0]] : NULL;
+    float *g1 = node->blobs[1] >= 0 ? w->pgrad[node->blobs[1]] : NULL;
     const int c = fv_graph_tensor(g, node->output)->c;
-    struct fv_conv_shape shape = s->shape;
+    struct fv_conv_shape shape = tr->shapes[i];
     shape.n = n;
     fv_backward_activation(count, node->activation, y, dy);
     switch (node->op) {
     case FV_OP_CONV2D:
-        fv_backward_conv2d(&shape, x, b0, dy, dx, g0, g1, tr->scratch);
+        fv_backward_conv2d(&shape, x, b0, dy, dx, g0, g1, w->scratch);
         break;
     case FV_OP_DEPTHWISE_CONV2D:
         fv_backward_depthwise_conv2d(&shape, x, b0, dy, dx, g0, g1);
@@ -815,7 +953,7 @@ static void backward_node(struct fv_trainer *tr, int i, int n)
         break;
     case FV_OP_ADD:
         if (node->n_inputs == 2)
-            fv_backward_add(count, c, count, dy, dx, tr->grad[node->inputs[1]]);
+            fv_backward_add(count, c, count, dy, dx, slice(tr, tr->grad, node->inputs[1], w));
         else
             fv_backward_add(count, c, fv_graph_blob(g, node->blobs[0])->count, dy, dx, g0);
         break;
@@ -832,39 +970,253 @@ static void backward_node(struct fv_trainer *tr, int i, int n)
     }
 }
 
-/* Forward (training mode), loss, backward; gradients left in pgrad. */
-static float forward_backward(struct fv_trainer *tr, const float *images, const int *labels,
-                              int n, struct fv_train_stats *stats)
+/* Forward (training mode), loss and backward on worker w's samples; its
+ * parameter gradients hold the gradient of its shard's mean loss. */
+static void train_shard(struct fv_trainer *tr, struct train_worker *w)
 {
-    const int input = fv_graph_input(tr->g), lmcl = tr->p.loss == FV_LOSS_LMCL;
-    tr->act[input] = (float *)images;
+    const int lmcl = tr->p.loss == FV_LOSS_LMCL, n = w->n;
+    const int *labels = tr->labels + w->first;
     for (int i = 0; i < tr->nn; i++)
         if (!(lmcl && i == tr->head))
-            forward_node(tr, i, n, 1);
+            forward_node(tr, w, i, 1);
     for (int t = 0; t < tr->nt; t++)
         if (tr->grad[t])
-            memset(tr->grad[t], 0, tr->sizes[t] * n * sizeof(float));
+            memset(slice(tr, tr->grad, t, w), 0, tr->sizes[t] * n * sizeof(float));
     for (int b = 0; b < tr->nb; b++)
-        if (tr->pgrad[b])
-            memset(tr->pgrad[b], 0, fv_graph_blob(tr->g, b)->count * sizeof(float));
-    const float *features = tr->act[tr->feature];
-    float *dfeatures = tr->grad[tr->feature];
-    float ls, lc = 0.0f;
-    int correct = 0;
+        if (w->pgrad[b])
+            memset(w->pgrad[b], 0, fv_graph_blob(tr->g, b)->count * sizeof(float));
+    const float *features = slice(tr, tr->act, tr->feature, w);
+    float *dfeatures = slice(tr, tr->grad, tr->feature, w);
+    w->center_loss = 0.0f;
+    w->correct = 0;
     if (lmcl) {
         int wb = fv_graph_node(tr->g, tr->head)->blobs[0];
-        ls = fv_loss_lmcl(n, tr->dim, tr->p.classes, features, fv_graph_blob(tr->g, wb)->data,
-                          labels, tr->p.s, tr->p.m, dfeatures, tr->pgrad[wb], &correct,
-                          tr->scratch);
+        w->softmax_loss = fv_loss_lmcl(n, tr->dim, tr->p.classes, features,
+                                       fv_graph_blob(tr->g, wb)->data, labels, tr->p.s, tr->p.m,
+                                       dfeatures, w->pgrad[wb], &w->correct, w->scratch);
     } else {
-        ls = fv_loss_softmax_cross_entropy(n, tr->p.classes, tr->act[tr->logits], labels,
-                                           tr->grad[tr->logits], &correct);
+        w->softmax_loss = fv_loss_softmax_cross_entropy(n, tr->p.classes,
+                                                        slice(tr, tr->act, tr->logits, w), labels,
+                                                        slice(tr, tr->grad, tr->logits, w),
+                                                        &w->correct);
         if (tr->center)
-            lc = fv_center_loss_forward(tr->center, n, features, labels, dfeatures);
+            w->center_loss = fv_center_loss_forward(tr->center, n, features, labels, dfeatures);
     }
     for (int i = tr->nn - 1; i >= 0; i--)
         if (!(lmcl && i == tr->head))
-            backward_node(tr, i, n);
+            backward_node(tr, w, i);
+}
+
+/* Sums the workers' gradients, each weighted by its share of the batch, into
+ * worker 0's over this worker's range of all trained values, and with `update`
+ * takes Caffe's SGD step there: v ← μ v + lr (g + wd · w), w ← w − v. Every
+ * value is summed in worker order whatever thread does it, so the result
+ * depends on the thread count but not on timing. */
+static void reduce_range(struct fv_trainer *tr, struct train_worker *self)
+{
+    const size_t lo = tr->params * (size_t)self->index / (size_t)tr->threads;
+    const size_t hi = tr->params * (size_t)(self->index + 1) / (size_t)tr->threads;
+    const float lr = tr->lr, mu = tr->p.momentum;
+    for (int b = 0; b < tr->nb; b++) {
+        if (!tr->velocity[b])
+            continue;
+        struct fv_blob *blob = fv_graph_blob(tr->g, b);
+        const size_t off = tr->param_offset[b];
+        if (off >= hi || off + blob->count <= lo)
+            continue;
+        const size_t k0 = lo > off ? lo - off : 0;
+        const size_t k1 = hi < off + blob->count ? hi - off : blob->count;
+        float *gr = tr->workers[0].pgrad[b];
+        if (tr->threads > 1)
+            for (size_t k = k0; k < k1; k++) {
+                float sum = 0.0f;
+                for (int s = 0; s < tr->threads; s++)
+                    if (tr->workers[s].n)
+                        sum += tr->workers[s].weight * tr->workers[s].pgrad[b][k];
+                gr[k] = sum;
+            }
+        if (!tr->update)
+            continue;
+        const float wd = tr->decay[b] ? tr->p.weight_decay : 0.0f;
+        float *wt = blob->data, *v = tr->velocity[b];
+        for (size_t k = k0; k < k1; k++) {
+            v[k] = mu * v[k] + lr * (gr[k] + wd * wt[k]);
+            wt[k] -= v[k];
+        }
+    }
+}
+
+/* Inference-mode forward of worker w's samples, with features and predicted
+ * classes written to the caller's arrays. */
+static void predict_shard(struct fv_trainer *tr, struct train_worker *w)
+{
+    const int lmcl = tr->p.loss == FV_LOSS_LMCL;
+    for (int i = 0; i < tr->nn; i++)
+        forward_node(tr, w, i, 0);
+    if (tr->features)
+        memcpy(tr->features + (size_t)w->first * tr->dim, slice(tr, tr->act, tr->feature, w),
+               (size_t)w->n * tr->dim * sizeof(float));
+    if (!tr->predicted)
+        return;
+    const float *z = slice(tr, tr->act, tr->logits, w);
+    const struct fv_blob *wb = fv_graph_blob(tr->g, fv_graph_node(tr->g, tr->head)->blobs[0]);
+    for (int i = 0; i < w->n; i++) {
+        int best = 0;
+        double best_v = -INFINITY;
+        for (int k = 0; k < tr->p.classes; k++) {
+            double v = z[(size_t)i * tr->p.classes + k];
+            if (lmcl) { /* by cosine: divide by the class weight's norm */
+                const float *row = wb->data + (size_t)k * tr->dim;
+                double sq = 0.0;
+                for (int d = 0; d < tr->dim; d++)
+                    sq += (double)row[d] * row[d];
+                v /= sqrt(sq) + 1e-12;
+            }
+            if (v > best_v) {
+                best_v = v;
+                best = k;
+            }
+        }
+        tr->predicted[w->first + i] = best;
+    }
+}
+
+static void run_job(struct fv_trainer *tr, struct train_worker *w)
+{
+    switch (tr->job) {
+    case JOB_TRAIN:
+        if (w->n)
+            train_shard(tr, w);
+        break;
+    case JOB_REDUCE:
+        reduce_range(tr, w);
+        break;
+    case JOB_PREDICT:
+        if (w->n)
+            predict_shard(tr, w);
+        break;
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct train_worker *w = arg;
+    struct fv_trainer *tr = w->tr;
+    unsigned seen = 0;
+    for (;;) {
+        pthread_mutex_lock(&tr->lock);
+        while (tr->generation == seen && !tr->stop)
+            pthread_cond_wait(&tr->start, &tr->lock);
+        if (tr->stop) {
+            pthread_mutex_unlock(&tr->lock);
+            return NULL;
+        }
+        seen = tr->generation;
+        pthread_mutex_unlock(&tr->lock);
+        run_job(tr, w);
+        pthread_mutex_lock(&tr->lock);
+        if (--tr->pending == 0)
+            pthread_cond_signal(&tr->done);
+        pthread_mutex_unlock(&tr->lock);
+    }
+}
+
+/* Runs `job` on every worker, worker 0 on this thread, and returns when all are done. */
+static void run_parallel(struct fv_trainer *tr, enum pool_job job)
+{
+    tr->job = job;
+    if (tr->threads == 1) {
+        run_job(tr, &tr->workers[0]);
+        return;
+    }
+    pthread_mutex_lock(&tr->lock);
+    tr->pending = tr->threads - 1;
+    tr->generation++;
+    pthread_cond_broadcast(&tr->start);
+    pthread_mutex_unlock(&tr->lock);
+    run_job(tr, &tr->workers[0]);
+    pthread_mutex_lock(&tr->lock);
+    while (tr->pending)
+        pthread_cond_wait(&tr->done, &tr->lock);
+    pthread_mutex_unlock(&tr->lock);
+}
+
+/* Splits n samples into contiguous shards as even as possible, in worker order. */
+static void set_shards(struct fv_trainer *tr, int n)
+{
+    tr->n = n;
+    for (int w = 0; w < tr->threads; w++) {
+        struct train_worker *wk = &tr->workers[w];
+        wk->first = (int)((long)n * w / tr->threads);
+        wk->n = (int)((long)n * (w + 1) / tr->threads) - wk->first;
+        wk->weight = (float)wk->n / (float)n;
+    }
+}
+
+/* With several workers, batch norm normalised each shard by its own statistics
+ * (as data-parallel training without synchronised batch norm does); the running
+ * statistics still follow the whole batch: its mean and variance are put
+ * together exactly from the shards' counts, means and variances. */
+static void merge_batch_norm_statistics(struct fv_trainer *tr)
+{
+    if (tr->threads == 1)
+        return;
+    const double momentum = tr->p.bn_momentum;
+    for (int i = 0; i < tr->nn; i++) {
+        const struct fv_node *node = fv_graph_node(tr->g, i);
+        if (node->op != FV_OP_BATCH_NORM)
+            continue;
+        const int c = fv_graph_tensor(tr->g, node->output)->c;
+        const double per_sample = (double)(tr->sizes[node->output] / (size_t)c);
+        const double total = per_sample * tr->n;
+        float *running_mean = fv_graph_blob(tr->g, node->blobs[2])->data;
+        float *running_var = fv_graph_blob(tr->g, node->blobs[3])->data;
+        for (int k = 0; k < c; k++) {
+            double mean = 0.0, sq = 0.0;
+            for (int w = 0; w < tr->threads; w++)
+                if (tr->workers[w].n)
+                    mean += per_sample * tr->workers[w].n * tr->workers[w].ns[i].shard_mean[k];
+            mean /= total;
+            for (int w = 0; w < tr->threads; w++) {
+                const struct train_worker *wk = &tr->workers[w];
+                if (!wk->n)
+                    continue;
+                /* the shard's variance was stored unbiased (× p/(p − 1)) */
+                const double p = per_sample * wk->n, d = wk->ns[i].shard_mean[k] - mean;
+                const double biased = p > 1 ? wk->ns[i].shard_var[k] * (p - 1) / p : 0.0;
+                sq += p * (biased + d * d);
+            }
+            const double unbiased = total > 1 ? sq / (total - 1) : sq / total;
+            running_mean[k] = (float)((1.0 - momentum) * running_mean[k] + momentum * mean);
+            running_var[k] = (float)((1.0 - momentum) * running_var[k] + momentum * unbiased);
+        }
+    }
+}
+
+/* Forward (training mode), loss, backward on all workers; the summed gradient
+ * is left in worker 0's parameter gradients and the SGD step taken with `update`. */
+static float train_batch(struct fv_trainer *tr, const float *images, const int *labels, int n,
+                         int update, float lr, struct fv_train_stats *stats)
+{
+    tr->act[fv_graph_input(tr->g)] = (float *)images;
+    tr->labels = labels;
+    set_shards(tr, n);
+    run_parallel(tr, JOB_TRAIN);
+    merge_batch_norm_statistics(tr);
+    tr->update = update;
+    tr->lr = lr;
+    if (tr->threads > 1 || update)
+        run_parallel(tr, JOB_REDUCE);
+    float ls = 0.0f, lc = 0.0f;
+    int correct = 0;
+    for (int w = 0; w < tr->threads; w++) {
+        const struct train_worker *wk = &tr->workers[w];
+        if (!wk->n)
+            continue;
+        ls += wk->weight * wk->softmax_loss;
+        lc += wk->weight * wk->center_loss;
+        correct += wk->correct;
+    }
     float loss = ls + (tr->center ? tr->p.lambda * lc : 0.0f);
     if (stats) {
         stats->loss = loss;
@@ -872,6 +1224,7 @@ static float forward_backward(struct fv_trainer *tr, const float *images, const 
         stats->center_loss = lc;
         stats->correct = correct;
         stats->n = n;
+        stats->lr = lr;
     }
     return loss;
 }
@@ -880,12 +1233,12 @@ float fv_trainer_loss_and_gradients(struct fv_trainer *tr, const float *images,
                                     const int *labels, int n)
 {
     FV_ASSERT(n >= 1 && n <= tr->batch);
-    return forward_backward(tr, images, labels, n, NULL);
+    return train_batch(tr, images, labels, n, 0, 0.0f, NULL);
 }
 
 float *fv_trainer_param_grad(struct fv_trainer *tr, int blob)
 {
-    return blob >= 0 && blob < tr->nb ? tr->pgrad[blob] : NULL;
+    return blob >= 0 && blob < tr->nb ? tr->workers[0].pgrad[blob] : NULL;
 }
 
 enum fv_status fv_trainer_step(struct fv_trainer *tr, const float *images, const int *labels,
@@ -897,29 +1250,12 @@ enum fv_status fv_trainer_step(struct fv_trainer *tr, const float *images, const
         if (labels[i] < 0 || labels[i] >= tr->p.classes)
             return fv_error_set(err, FV_ERR_INVALID_ARG, "label %d of sample %d is not in [0, %d)",
                                 labels[i], i, tr->p.classes);
-    struct fv_train_stats local;
-    forward_backward(tr, images, labels, n, &local);
-    /* Caffe's SGD: v ← μ v + lr (g + wd · w), w ← w − v */
-    const float lr = fv_lr_schedule_at(&tr->p.schedule, tr->steps);
-    for (int b = 0; b < tr->nb; b++) {
-        if (!tr->pgrad[b])
-            continue;
-        struct fv_blob *blob = fv_graph_blob(tr->g, b);
-        const float wd = tr->decay[b] ? tr->p.weight_decay : 0.0f, mu = tr->p.momentum;
-        float *w = blob->data, *v = tr->velocity[b];
-        const float *gr = tr->pgrad[b];
-        for (size_t k = 0; k < blob->count; k++) {
-            v[k] = mu * v[k] + lr * (gr[k] + wd * w[k]);
-            w[k] -= v[k];
-        }
-    }
-    /* The centres move by their own rule, from this batch's features. */
+    train_batch(tr, images, labels, n, 1, fv_lr_schedule_at(&tr->p.schedule, tr->steps), stats);
+    /* The centres move by their own rule, from this batch's features (one
+     * array for the whole batch, whichever worker computed them). */
     if (tr->center)
         fv_center_loss_update(tr->center, n, tr->act[tr->feature], labels);
     tr->steps++;
-    local.lr = lr;
-    if (stats)
-        *stats = local;
     return FV_OK;
 }
 
@@ -928,35 +1264,11 @@ enum fv_status fv_trainer_predict(struct fv_trainer *tr, const float *images, in
 {
     if (n < 1 || n > tr->batch)
         return fv_error_set(err, FV_ERR_INVALID_ARG, "batch of %d (1 to %d)", n, tr->batch);
-    const int lmcl = tr->p.loss == FV_LOSS_LMCL;
     tr->act[fv_graph_input(tr->g)] = (float *)images;
-    for (int i = 0; i < tr->nn; i++)
-        forward_node(tr, i, n, 0);
-    if (features)
-        memcpy(features, tr->act[tr->feature], (size_t)n * tr->dim * sizeof *features);
-    if (predicted) {
-        const float *z = tr->act[tr->logits];
-        const struct fv_blob *w =
-            fv_graph_blob(tr->g, fv_graph_node(tr->g, tr->head)->blobs[0]);
-        for (int i = 0; i < n; i++) {
-            int best = 0;
-            double best_v = -INFINITY;
-            for (int k = 0; k < tr->p.classes; k++) {
-                double v = z[(size_t)i * tr->p.classes + k];
-                if (lmcl) { /* by cosine: divide by the class weight's norm */
-                    double sq = 0.0;
-                    for (int d = 0; d < tr->dim; d++)
-                        sq += (double)w->data[(size_t)k * tr->dim + d] * w->data[(size_t)k * tr->dim + d];
-                    v /= sqrt(sq) + 1e-12;
-                }
-                if (v > best_v) {
-                    best_v = v;
-                    best = k;
-                }
-            }
-            predicted[i] = best;
-        }
-    }
+    tr->features = features;
+    tr->predicted = predicted;
+    set_shards(tr, n);
+    run_parallel(tr, JOB_PREDICT);
     return FV_OK;
 }
 

@@ -21,8 +21,19 @@
  * Ops with a backward: conv2d, depthwise_conv2d, fully_connected, max_pool2d,
  * prelu, relu, add, reshape, batch_norm (batch statistics while training,
  * running statistics in fv_trainer_predict and in the saved model).
- * Single-threaded and deterministic: the same seed, data order and parameters
- * give the same weights (with OpenBLAS on one thread).
+ *
+ * With params.threads = N > 1 every batch is split into N contiguous shards,
+ * one per worker thread (the caller's thread is worker 0); each runs forward,
+ * loss and backward on its shard with the shared weights and its own parameter
+ * gradients, which are then summed in worker order, weighted by each shard's
+ * share of the batch, so the result is the gradient of the batch's mean loss.
+ * Batch norm normalises each shard by its own statistics (its running
+ * statistics still follow the whole batch). Deterministic: the same seed, data
+ * order, parameters and thread count give the same weights; thread counts
+ * differ only in the order of floating-point sums (and in batch-norm
+ * statistics). Keep the BLAS single-threaded (openblas_set_num_threads(1))
+ * when N > 1, or its threads compete with the workers for the same cores.
+ * A trainer is used from one thread at a time.
  */
 #ifndef FV_TRAIN_H
 #define FV_TRAIN_H
@@ -89,7 +100,9 @@ struct fv_train_params {
     float bn_momentum;     /* running statistics of batch norms (0.1) */
     struct fv_lr_schedule schedule; /* base_lr 0.01, constant */
     uint64_t seed;         /* classifier initialisation and fv_trainer_rng() (1) */
+    int threads;           /* workers, each on a share of every batch (1) */
 };
+#define FV_TRAIN_MAX_THREADS 64
 void fv_train_default_params(struct fv_train_params *p);
 
 /* Builds a freshly initialised trunk (input → feature) for a named architecture:

@@ -662,6 +662,131 @@ Test(network, gradients_softmax) { run_network_check(FV_LOSS_SOFTMAX); }
 Test(network, gradients_center_loss) { run_network_check(FV_LOSS_CENTER); }
 Test(network, gradients_lmcl) { run_network_check(FV_LOSS_LMCL); }
 
+/* A batch split over two workers gives exactly what one worker gives for each
+ * half, summed with weights 1/2: with the gradient checks above, the split
+ * gradients are those of the mean loss over the batch (batch norm normalising
+ * each half by its own statistics, as data-parallel training does). */
+static void run_halves_check(enum fv_loss_kind loss)
+{
+    struct fv_trainer *tr[2];
+    struct fv_train_params p;
+    fv_train_default_params(&p);
+    p.batch = 4, p.classes = 4, p.loss = loss, p.lambda = 0.5f, p.s = 4.0f, p.m = 0.2f;
+    for (int k = 0; k < 2; k++) {
+        fv_rng_seed(&test_rng, 1234);
+        p.threads = 2 - k;
+        cr_assert_eq(fv_trainer_new(small_graph(), &p, &tr[k], NULL), FV_OK);
+        if (loss == FV_LOSS_CENTER) {
+            fv_rng_seed(&test_rng, 5);
+            fill(fv_center_loss_centers(fv_trainer_center_loss(tr[k])), 12, -1, 1);
+        }
+    }
+    float x[4 * 72];
+    fill(x, 4 * 72, -1, 1);
+    int labels[4] = {0, 3, 1, 3};
+    float split = fv_trainer_loss_and_gradients(tr[0], x, labels, 4);
+    struct fv_graph *g = fv_trainer_graph(tr[1]);
+    const int nb = fv_graph_blob_count(g);
+    float **sum = calloc((size_t)nb, sizeof *sum);
+    float halves = 0.0f;
+    for (int h = 0; h < 2; h++) {
+        halves += 0.5f * fv_trainer_loss_and_gradients(tr[1], x + h * 2 * 72, labels + h * 2, 2);
+        for (int b = 0; b < nb; b++) {
+            const float *grad = fv_trainer_param_grad(tr[1], b);
+            if (!grad)
+                continue;
+            if (!sum[b])
+                sum[b] = alloc_floats(fv_graph_blob(g, b)->count);
+            for (size_t i = 0; i < fv_graph_blob(g, b)->count; i++)
+                sum[b][i] += 0.5f * grad[i];
+        }
+    }
+    cr_expect_float_eq(split, halves, 1e-6f * fmaxf(1.0f, fabsf(halves)));
+    for (int b = 0; b < nb; b++) {
+        const float *grad = fv_trainer_param_grad(tr[0], b);
+        cr_assert_eq(grad == NULL, sum[b] == NULL);
+        for (size_t i = 0; grad && i < fv_graph_blob(g, b)->count; i++)
+            cr_expect_float_eq(grad[i], sum[b][i], 1e-6f * fmaxf(1.0f, fabsf(sum[b][i])),
+                               "%s[%zu]: %g split, %g from the halves", fv_graph_blob(g, b)->name,
+                               i, grad[i], sum[b][i]);
+        free(sum[b]);
+    }
+    free(sum);
+    fv_trainer_free(tr[0]);
+    fv_trainer_free(tr[1]);
+}
+
+Test(network, two_threads_sum_the_halves_softmax) { run_halves_check(FV_LOSS_SOFTMAX); }
+Test(network, two_threads_sum_the_halves_center_loss) { run_halves_check(FV_LOSS_CENTER); }
+Test(network, two_threads_sum_the_halves_lmcl) { run_halves_check(FV_LOSS_LMCL); }
+
+/* LeNets++ has no batch norm, so a batch split over workers has the same loss
+ * and gradients as the whole batch on one, up to the order of the sums; also
+ * with uneven shards (5 over 3) and with more workers than samples. */
+static void run_split_matches_whole(enum fv_loss_kind loss)
+{
+    struct fv_train_params p;
+    fv_train_default_params(&p);
+    p.batch = 5, p.classes = 10, p.loss = loss, p.lambda = 0.1f, p.s = 16.0f, p.m = 0.1f;
+    struct fv_trainer *tr[3];
+    const int threads[3] = {1, 3, 4};
+    for (int k = 0; k < 3; k++) {
+        struct fv_graph *g;
+        struct fv_error err = {0};
+        p.threads = threads[k];
+        cr_assert_eq(fv_train_arch_new("lenetpp", 5, &g, &err), FV_OK, "%s", err.message);
+        cr_assert_eq(fv_trainer_new(g, &p, &tr[k], &err), FV_OK, "%s", err.message);
+        if (loss == FV_LOSS_CENTER) {
+            fv_rng_seed(&test_rng, 3);
+            fill(fv_center_loss_centers(fv_trainer_center_loss(tr[k])), 20, -1, 1);
+        }
+    }
+    fv_rng_seed(&test_rng, 99);
+    float *x = alloc_floats(5 * 28 * 28);
+    fill(x, 5 * 28 * 28, -1, 1);
+    int labels[5] = {3, 1, 4, 1, 5};
+    for (int n = 5; n >= 1; n -= 4) { /* the whole batch, then one sample (idle workers) */
+        float l1 = fv_trainer_loss_and_gradients(tr[0], x, labels, n);
+        for (int k = 1; k < 3; k++) {
+            float lk = fv_trainer_loss_and_gradients(tr[k], x, labels, n);
+            cr_expect_float_eq(lk, l1, 1e-5f * fmaxf(1.0f, fabsf(l1)), "%d threads, n %d: loss %g vs %g",
+                               threads[k], n, lk, l1);
+            struct fv_graph *g = fv_trainer_graph(tr[0]);
+            for (int b = 0; b < fv_graph_blob_count(g); b++) {
+                const float *g1 = fv_trainer_param_grad(tr[0], b), *gk = fv_trainer_param_grad(tr[k], b);
+                if (!g1)
+                    continue;
+                double diff = 0.0, norm = 0.0;
+                for (size_t i = 0; i < fv_graph_blob(g, b)->count; i++) {
+                    diff = fmax(diff, fabs((double)gk[i] - g1[i]));
+                    norm = fmax(norm, fabs((double)g1[i]));
+                }
+                cr_expect(diff <= 1e-4 * norm + 1e-7, "%d threads, n %d, %s: max diff %g of %g",
+                          threads[k], n, fv_graph_blob(g, b)->name, diff, norm);
+            }
+        }
+    }
+    /* predictions and features split the same way */
+    float f1[10], fk[10];
+    int p1[5], pk[5];
+    struct fv_error err = {0};
+    cr_assert_eq(fv_trainer_predict(tr[0], x, 5, f1, p1, &err), FV_OK);
+    for (int k = 1; k < 3; k++) {
+        cr_assert_eq(fv_trainer_predict(tr[k], x, 5, fk, pk, &err), FV_OK);
+        for (int i = 0; i < 10; i++)
+            cr_expect_float_eq(fk[i], f1[i], 1e-5f * fmaxf(1.0f, fabsf(f1[i])));
+        for (int i = 0; i < 5; i++)
+            cr_expect_eq(pk[i], p1[i]);
+    }
+    for (int k = 0; k < 3; k++)
+        fv_trainer_free(tr[k]);
+    free(x);
+}
+
+Test(network, split_batch_matches_whole_softmax) { run_split_matches_whole(FV_LOSS_SOFTMAX); }
+Test(network, split_batch_matches_whole_center_loss) { run_split_matches_whole(FV_LOSS_CENTER); }
+Test(network, split_batch_matches_whole_lmcl) { run_split_matches_whole(FV_LOSS_LMCL); }
+
 /* ------------------------------------------------------------ checkpoints */
 
 static void train_steps(struct fv_trainer *tr, int from, int to)
@@ -679,17 +804,76 @@ static void train_steps(struct fv_trainer *tr, int from, int to)
     }
 }
 
-static struct fv_trainer *small_trainer(void)
+static struct fv_trainer *small_trainer_threads(int threads)
 {
     fv_rng_seed(&test_rng, 1234);
     struct fv_train_params p;
     fv_train_default_params(&p);
-    p.batch = 4, p.classes = 4, p.loss = FV_LOSS_CENTER, p.lambda = 0.1f;
+    p.batch = 4, p.classes = 4, p.loss = FV_LOSS_CENTER, p.lambda = 0.1f, p.threads = threads;
     p.schedule.kind = FV_SCHEDULE_COSINE, p.schedule.total_steps = 20;
     struct fv_trainer *tr;
     struct fv_error err = {0};
     cr_assert_eq(fv_trainer_new(small_graph(), &p, &tr, &err), FV_OK, "%s", err.message);
     return tr;
+}
+
+static struct fv_trainer *small_trainer(void) { return small_trainer_threads(1); }
+
+static void expect_same_weights(struct fv_trainer *a, struct fv_trainer *b)
+{
+    struct fv_graph *ga = fv_trainer_graph(a), *gb = fv_trainer_graph(b);
+    for (int i = 0; i < fv_graph_blob_count(ga); i++)
+        cr_expect_arr_eq(fv_graph_blob(ga, i)->data, fv_graph_blob(gb, i)->data,
+                         fv_graph_blob(ga, i)->count * sizeof(float), "blob %s",
+                         fv_graph_blob(ga, i)->name);
+    cr_expect_arr_eq(fv_center_loss_centers(fv_trainer_center_loss(a)),
+                     fv_center_loss_centers(fv_trainer_center_loss(b)), 12 * sizeof(float));
+}
+
+Test(network, two_threads_are_deterministic_and_resume_exactly)
+{
+    const char *path = "/tmp/facever-test-train-threads.ckpt";
+    struct fv_trainer *a = small_trainer_threads(2), *b = small_trainer_threads(2);
+    struct fv_error err = {0};
+    train_steps(a, 0, 12);
+    train_steps(b, 0, 6);
+    cr_assert_eq(fv_trainer_save_checkpoint(b, path, &err), FV_OK, "%s", err.message);
+    fv_trainer_free(b);
+    b = small_trainer_threads(2);
+    cr_assert_eq(fv_trainer_load_checkpoint(b, path, &err), FV_OK, "%s", err.message);
+    train_steps(b, 6, 12);
+    expect_same_weights(a, b);
+    remove(path);
+    fv_trainer_free(a);
+    fv_trainer_free(b);
+}
+
+/* Each worker normalises by its own shard's statistics, but the running
+ * statistics follow the whole batch, as on one thread. */
+Test(network, batch_norm_running_statistics_cover_the_whole_batch)
+{
+    struct fv_trainer *one = small_trainer_threads(1), *two = small_trainer_threads(2);
+    train_steps(one, 0, 1);
+    train_steps(two, 0, 1);
+    struct fv_graph *g1 = fv_trainer_graph(one), *g2 = fv_trainer_graph(two);
+    /* before the update reaches them, one step's statistics come from the same
+     * inputs and the same initial weights */
+    const char *names[2] = {"bn/mean", "bn/var"};
+    for (int k = 0; k < 2; k++) {
+        int b1 = -1, b2 = -1;
+        for (int i = 0; i < fv_graph_blob_count(g1); i++) {
+            if (strcmp(fv_graph_blob(g1, i)->name, names[k]) == 0)
+                b1 = i;
+            if (strcmp(fv_graph_blob(g2, i)->name, names[k]) == 0)
+                b2 = i;
+        }
+        cr_assert(b1 >= 0 && b2 >= 0);
+        for (int c = 0; c < 4; c++)
+            cr_expect_float_eq(fv_graph_blob(g2, b2)->data[c], fv_graph_blob(g1, b1)->data[c], 1e-5,
+                               "%s[%d]", names[k], c);
+    }
+    fv_trainer_free(one);
+    fv_trainer_free(two);
 }
 
 Test(network, checkpoint_resume_is_exact)
@@ -729,6 +913,25 @@ Test(network, checkpoint_resume_is_exact)
     remove(path);
     fv_trainer_free(a);
     fv_trainer_free(b);
+}
+
+Test(network, thread_count_is_checked_and_capped_by_the_batch)
+{
+    struct fv_train_params p;
+    fv_train_default_params(&p);
+    p.batch = 2, p.classes = 4;
+    struct fv_trainer *tr;
+    struct fv_error err = {0};
+    p.threads = 0;
+    cr_expect_eq(fv_trainer_new(small_graph(), &p, &tr, &err), FV_ERR_INVALID_ARG);
+    p.threads = FV_TRAIN_MAX_THREADS + 1;
+    cr_expect_eq(fv_trainer_new(small_graph(), &p, &tr, &err), FV_ERR_INVALID_ARG);
+    p.threads = 8; /* two samples: two workers */
+    cr_assert_eq(fv_trainer_new(small_graph(), &p, &tr, &err), FV_OK, "%s", err.message);
+    float x[2 * 72] = {0};
+    int labels[2] = {1, 2};
+    cr_expect_eq(fv_trainer_step(tr, x, labels, 2, NULL, &err), FV_OK);
+    fv_trainer_free(tr);
 }
 
 Test(network, unsupported_op_is_refused)
