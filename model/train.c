@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "model/backward.h"
+#include "model/forward.h"
+#include "model/kernels.h"
 #include "model/model_file.h"
 #include "model/ops.h"
 
@@ -517,6 +519,11 @@ struct fv_trainer {
     size_t *sizes;        /* per-sample floats of each tensor */
     float **act, **grad;  /* per tensor: batch × size (grad NULL for the input) */
     struct fv_conv_shape *shapes; /* per node: conv, depthwise, pool (n set per call) */
+    int (*dims)[3];       /* per tensor: per-sample (h, w, c) */
+    /* The forward runs on the served engine's kernels (forward.c): convolution
+     * and FC weights packed for them, repacked before every batch. */
+    const struct fv_kernels *k;
+    float **packed;       /* per node: conv/FC weights in k->pack's layout, or NULL */
     float **velocity;     /* per blob; NULL when the blob is not trained */
     char *decay;          /* per blob: weight decay applies */
     size_t *param_offset; /* per trained blob: its first value among all trained values */
@@ -600,6 +607,10 @@ void fv_trainer_free(struct fv_trainer *tr)
     free(tr->act);
     free(tr->grad);
     free(tr->shapes);
+    free(tr->dims);
+    for (int i = 0; tr->packed && i < tr->nn; i++)
+        free(tr->packed[i]);
+    free(tr->packed);
     free(tr->velocity);
     free(tr->decay);
     free(tr->param_offset);
@@ -758,16 +769,20 @@ enum fv_status fv_trainer_new(struct fv_graph *trunk, const struct fv_train_para
     tr->act = train_alloc(tr, (size_t)tr->nt, sizeof *tr->act);
     tr->grad = train_alloc(tr, (size_t)tr->nt, sizeof *tr->grad);
     tr->shapes = train_alloc(tr, (size_t)tr->nn, sizeof *tr->shapes);
+    tr->dims = train_alloc(tr, (size_t)tr->nt, sizeof *tr->dims);
+    tr->packed = train_alloc(tr, (size_t)tr->nn, sizeof *tr->packed);
+    tr->k = fv_kernels_active();
     tr->velocity = train_alloc(tr, (size_t)tr->nb, sizeof *tr->velocity);
     tr->decay = train_alloc(tr, (size_t)tr->nb, 1);
     tr->param_offset = train_alloc(tr, (size_t)tr->nb, sizeof *tr->param_offset);
     tr->workers = train_alloc(tr, (size_t)tr->threads, sizeof *tr->workers);
-    if (!tr->sizes || !tr->act || !tr->grad || !tr->shapes || !tr->velocity || !tr->decay ||
-        !tr->param_offset || !tr->workers)
+    if (!tr->sizes || !tr->act || !tr->grad || !tr->shapes || !tr->dims || !tr->packed ||
+        !tr->velocity || !tr->decay || !tr->param_offset || !tr->workers)
         goto nomem;
     for (int t = 0; t < tr->nt; t++) {
         const struct fv_tensor_info *ti = fv_graph_tensor(tr->g, t);
         tr->sizes[t] = (size_t)ti->h * ti->w * ti->c;
+        tr->dims[t][0] = ti->h, tr->dims[t][1] = ti->w, tr->dims[t][2] = ti->c;
         if (t == input)
             continue;
         if (!(tr->act[t] = train_alloc(tr, tr->sizes[t] * B, sizeof(float))) ||
@@ -778,6 +793,15 @@ enum fv_status fv_trainer_new(struct fv_graph *trunk, const struct fv_train_para
         const struct fv_node *n = fv_graph_node(tr->g, i);
         if (n->op == FV_OP_CONV2D || n->op == FV_OP_DEPTHWISE_CONV2D || n->op == FV_OP_MAX_POOL2D)
             tr->shapes[i] = node_conv_shape(tr, n, B);
+        if (n->op == FV_OP_CONV2D || n->op == FV_OP_FULLY_CONNECTED) {
+            const struct fv_blob *wb = fv_graph_blob(tr->g, n->blobs[0]);
+            size_t floats = fv_kernels_packed_floats(tr->k, wb->shape[0],
+                                                     (int)(wb->count / (size_t)wb->shape[0]));
+            tr->packed[i] = aligned_alloc(64, ((floats + 15) & ~(size_t)15) * sizeof(float));
+            if (!tr->packed[i])
+                goto nomem;
+            tr->bytes += floats * sizeof(float);
+        }
         for (int k = 0; k < FV_NODE_MAX_BLOBS; k++) {
             int bi = n->blobs[k];
             if (!blob_trained(n, k) || tr->velocity[bi])
@@ -856,60 +880,48 @@ static void forward_node(struct fv_trainer *tr, struct train_worker *w, int i, i
     const int c = fv_graph_tensor(g, node->output)->c;
     struct fv_conv_shape shape = tr->shapes[i];
     shape.n = n;
-    switch (node->op) {
-    case FV_OP_CONV2D:
-        fv_ops_conv2d(&shape, x, b0, b1, node->activation, w->scratch, y);
+    if (training && node->op == FV_OP_MAX_POOL2D) {
+        /* the served max pool, plus where each maximum came from */
+        fv_forward_max_pool2d_argmax(&shape, x, y, s->argmax);
+        fv_ops_activation(count, node->activation, y);
         return;
-    case FV_OP_DEPTHWISE_CONV2D:
-        fv_ops_depthwise_conv2d(&shape, x, b0, b1, node->activation, y);
-        return;
-    case FV_OP_FULLY_CONNECTED:
-        fv_ops_fully_connected(n, (int)tr->sizes[node->inputs[0]], (int)tr->sizes[node->output],
-                               x, b0, b1, node->activation, y);
-        return;
-    case FV_OP_MAX_POOL2D:
-        if (training)
-            fv_forward_max_pool2d_argmax(&shape, x, y, s->argmax);
-        else
-            fv_ops_max_pool2d(&shape, x, y);
-        break;
-    case FV_OP_PRELU:
-        fv_ops_prelu(count / c, c, x, b0, (int)fv_graph_blob(g, node->blobs[0])->count, y);
-        break;
-    case FV_OP_RELU:
-        memcpy(y, x, count * sizeof *y);
-        fv_ops_activation(count, FV_ACT_RELU, y);
-        break;
-    case FV_OP_ADD:
-        if (node->n_inputs == 2)
-            fv_ops_add(count, c, x, slice(tr, tr->act, node->inputs[1], w), count,
-                       node->activation, y);
-        else
-            fv_ops_add(count, c, x, b0, fv_graph_blob(g, node->blobs[0])->count,
-                       node->activation, y);
-        return;
-    case FV_OP_RESHAPE:
-        memcpy(y, x, count * sizeof *y);
-        break;
-    case FV_OP_BATCH_NORM: {
+    }
+    if (training && node->op == FV_OP_BATCH_NORM) {
         float *mean = fv_graph_blob(g, node->blobs[2])->data;
         float *var = fv_graph_blob(g, node->blobs[3])->data;
-        if (training && tr->threads == 1)
+        if (tr->threads == 1)
             fv_forward_batch_norm_train(count / c, c, x, b0, b1, node->epsilon,
                                         tr->p.bn_momentum, mean, var, s->save_mean,
                                         s->save_inv_std, y);
-        else if (training) /* momentum 1: the shard's own mean and variance, merged later */
+        else /* momentum 1: the shard's own mean and variance, merged later */
             fv_forward_batch_norm_train(count / c, c, x, b0, b1, node->epsilon, 1.0f,
                                         s->shard_mean, s->shard_var, s->save_mean,
                                         s->save_inv_std, y);
-        else
-            fv_ops_batch_norm(count / c, c, x, b0, b1, mean, var, node->epsilon, y);
-        break;
+        fv_ops_activation(count, node->activation, y);
+        return;
     }
-    default:
-        FV_ASSERT(!"op without a training forward");
+    /* Everything else is the engine's own forward on the engine's kernels. */
+    const struct fv_forward_args a = {
+        .kernels = tr->k, .graph = g, .node = node, .batch = n,
+        .in = tr->dims[node->inputs[0]], .out = tr->dims[node->output], .x = x,
+        .x2 = node->n_inputs == 2 ? slice(tr, tr->act, node->inputs[1], w) : NULL, .y = y,
+        .packed = tr->packed[i], .scratch = w->scratch,
+    };
+    fv_forward_node(&a);
+}
+
+/* The conv and FC weights in the kernels' packed layout, as they are now
+ * (before every forward: the weights change with every step, and callers may
+ * change them through fv_trainer_graph). */
+static void pack_weights(struct fv_trainer *tr)
+{
+    for (int i = 0; i < tr->nn; i++) {
+        if (!tr->packed[i])
+            continue;
+        const struct fv_blob *wb = fv_graph_blob(tr->g, fv_graph_node(tr->g, i)->blobs[0]);
+        tr->k->pack(wb->shape[0], (int)(wb->count / (size_t)wb->shape[0]), wb->data,
+                    tr->packed[i]);
     }
-    fv_ops_activation(count, node->activation, y);
 }
 
 static void backward_node(struct fv_trainer *tr, struct train_worker *w, int i)
@@ -1200,6 +1212,7 @@ static float train_batch(struct fv_trainer *tr, const float *images, const int *
 {
     tr->act[fv_graph_input(tr->g)] = (float *)images;
     tr->labels = labels;
+    pack_weights(tr);
     set_shards(tr, n);
     run_parallel(tr, JOB_TRAIN);
     merge_batch_norm_statistics(tr);
@@ -1267,6 +1280,7 @@ enum fv_status fv_trainer_predict(struct fv_trainer *tr, const float *images, in
     tr->act[fv_graph_input(tr->g)] = (float *)images;
     tr->features = features;
     tr->predicted = predicted;
+    pack_weights(tr);
     set_shards(tr, n);
     run_parallel(tr, JOB_PREDICT);
     return FV_OK;

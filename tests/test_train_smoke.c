@@ -122,6 +122,30 @@ Test(train_smoke, face_net_round_trips_into_the_pipeline, .timeout = 120)
     close(fd);
     cr_assert_eq(fv_trainer_save_model(tr, path, &err), FV_OK, "%s", err.message);
     fv_trainer_free(tr);
+
+    /* The trainer's forward is the served one: the saved model, run by the engine
+     * (batch norms folded into the convolutions, Winograd where it applies), gives
+     * the features the trainer predicted, to float rounding. */
+    struct fv_model *m;
+    cr_assert_eq(fv_model_load(path, &m, &err), FV_OK, "%s", err.message);
+    struct fv_context *ctx;
+    cr_assert_eq(fv_context_new(m, 2, 0, 0, &ctx, &err), FV_OK, "%s", err.message);
+    cr_assert_eq(fv_context_run(ctx, x, 2, 112, 96, &err), FV_OK, "%s", err.message);
+    int shape[4];
+    const float *served = fv_context_tensor(
+        ctx, fv_model_find_tensor(m, fv_model_meta(m)->embedding), shape);
+    cr_assert_not_null(served);
+    cr_assert_eq(shape[0] * shape[1] * shape[2] * shape[3], 2 * 512);
+    double max_abs = 0.0, max_diff = 0.0;
+    for (int i = 0; i < 2 * 512; i++) {
+        max_abs = fabs(before[i]) > max_abs ? fabs(before[i]) : max_abs;
+        max_diff = fabs(before[i] - served[i]) > max_diff ? fabs(before[i] - served[i]) : max_diff;
+    }
+    cr_expect_gt(max_abs, 0.0);
+    cr_expect(max_diff <= 1e-5 * max_abs, "served features differ by %g (largest %g)", max_diff,
+              max_abs);
+    fv_context_free(ctx);
+    fv_model_free(m);
     free(x);
 
     struct fv_pipeline_params pp;
