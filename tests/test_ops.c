@@ -322,35 +322,3 @@ Test(engine, pointwise_conv_fused_into_residual_add)
     fv_context_free(ctx);
     fv_model_free(m);
 }
-
-/* Channel counts below 8 and below 16 (masked in the AVX-512 kernel), with a
- * tail past the last full 8 or 16 (10 as in P-Net, 28 as in R-Net, 17, 40) and
- * multiples of 16, against the definition. */
-Test(ops, max_pool_channel_tails_against_reference)
-{
-    enum { H = 7, W = 9, CMAX = 40 };
-    float x[H * W * CMAX], y[H * W * CMAX];
-    for (int i = 0; i < H * W * CMAX; i++)
-        x[i] = (float)((i * 7919) % 1013) - 500.0f;
-    const int channels[] = {3, 10, 16, 17, 28, 32, 40};
-    for (int ci = 0; ci < 7; ci++)
-        for (int kernel = 2; kernel <= 3; kernel++) {
-            int c = channels[ci];
-            struct fv_conv_shape s = fv_conv_shape_make(1, H, W, c, kernel, kernel, 2, 2,
-                                                        kernel == 2 ? FV_PADDING_SAME : FV_PADDING_VALID, c);
-            fv_ops_max_pool2d(&s, x, y);
-            for (int oy = 0; oy < s.out_h; oy++)
-                for (int ox = 0; ox < s.out_w; ox++)
-                    for (int k = 0; k < c; k++) {
-                        float want = -INFINITY;
-                        for (int ky = 0; ky < kernel; ky++)
-                            for (int kx = 0; kx < kernel; kx++) {
-                                int iy = oy * 2 - s.pad_top + ky, ix = ox * 2 - s.pad_left + kx;
-                                if (iy >= 0 && iy < H && ix >= 0 && ix < W)
-                                    want = fmaxf(want, x[(iy * W + ix) * c + k]);
-                            }
-                        cr_assert_eq(y[(oy * s.out_w + ox) * c + k], want,
-                                     "c %d kernel %d (%d, %d, %d)", c, kernel, oy, ox, k);
-                    }
-        }
-}
