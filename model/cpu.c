@@ -69,7 +69,7 @@ static void detect(void)
     cpu.supported = 1u << FV_CPU_GENERIC;
 #if defined(__x86_64__)
     unsigned int brand[12] = {0};
-    if (__get_cpuid_max(0x80000000u, NULL) >= 0x80000004u) {
+    if ((unsigned int)__get_cpuid_max(0x80000000u, NULL) >= 0x80000004u) {
         for (unsigned int i = 0; i < 3; i++)
             __get_cpuid(0x80000002u + i, &brand[4 * i], &brand[4 * i + 1], &brand[4 * i + 2],
                         &brand[4 * i + 3]);
@@ -77,16 +77,28 @@ static void detect(void)
                                                                      : sizeof brand);
         trim(cpu.model);
     }
-    /* __builtin_cpu_supports also checks that the OS saves the vector state. */
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-        __builtin_cpu_supports("f16c"))
+    /* From cpuid itself (compilers differ in which names __builtin_cpu_supports
+     * knows): the instructions, and XCR0 for the OS saving the vector state. */
+    unsigned int a = 0, b = 0, c = 0, d = 0, xcr0 = 0;
+    const int osxsave = __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 27));
+    const int fma = c & (1u << 12), avx = c & (1u << 28), f16c = c & (1u << 29);
+    if (osxsave) {
+        unsigned int hi;
+        __asm__ volatile("xgetbv" : "=a"(xcr0), "=d"(hi) : "c"(0));
+    }
+    unsigned int b7 = 0, a7_1 = 0;
+    if ((unsigned int)__get_cpuid_max(0, NULL) >= 7u) {
+        __cpuid_count(7, 0, a, b7, c, d);
+        __cpuid_count(7, 1, a7_1, b, c, d);
+    }
+    const int ymm_state = (xcr0 & 0x6u) == 0x6u, zmm_state = (xcr0 & 0xe6u) == 0xe6u;
+    if (ymm_state && avx && fma && f16c && (b7 & (1u << 5)))
         cpu.supported |= 1u << FV_CPU_AVX2;
-    if ((cpu.supported & (1u << FV_CPU_AVX2)) && __builtin_cpu_supports("avx512f") &&
-        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx512vl")) {
+    const unsigned int avx512_fdqbwvl = (1u << 16) | (1u << 17) | (1u << 30) | (1u << 31);
+    if ((cpu.supported & (1u << FV_CPU_AVX2)) && zmm_state &&
+        (b7 & avx512_fdqbwvl) == avx512_fdqbwvl) {
         cpu.supported |= 1u << FV_CPU_AVX512;
-        if (__builtin_cpu_supports("avx512bf16"))
+        if (a7_1 & (1u << 5))
             cpu.supported |= 1u << FV_CPU_AVX512_BF16;
     }
 #elif defined(__aarch64__)
