@@ -8,7 +8,7 @@
 #define FV_HAVE_MXCSR 1
 #endif
 
-#include "model/forward.h"
+#include "model/node.h"
 #include "model/kernels.h"
 #include "model/model_file.h"
 #include "model/ops.h"

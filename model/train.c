@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "model/backward.h"
-#include "model/forward.h"
+#include "model/node.h"
 #include "model/kernels.h"
 #include "model/model_file.h"
 #include "model/ops.h"
@@ -619,24 +619,6 @@ void fv_trainer_free(struct fv_trainer *tr)
     free(tr);
 }
 
-static int op_trainable(enum fv_op op)
-{
-    switch (op) {
-    case FV_OP_CONV2D:
-    case FV_OP_DEPTHWISE_CONV2D:
-    case FV_OP_FULLY_CONNECTED:
-    case FV_OP_MAX_POOL2D:
-    case FV_OP_PRELU:
-    case FV_OP_RELU:
-    case FV_OP_ADD:
-    case FV_OP_RESHAPE:
-    case FV_OP_BATCH_NORM:
-        return 1;
-    default:
-        return 0;
-    }
-}
-
 static struct fv_conv_shape node_conv_shape(struct fv_trainer *tr, const struct fv_node *n, int batch)
 {
     const struct fv_tensor_info *in = fv_graph_tensor(tr->g, n->inputs[0]);
@@ -752,7 +734,7 @@ enum fv_status fv_trainer_new(struct fv_graph *trunk, const struct fv_train_para
     }
     for (int i = 0; i < fv_graph_node_count(tr->g); i++) {
         const struct fv_node *n = fv_graph_node(tr->g, i);
-        if (!op_trainable(n->op)) {
+        if (!fv_node_trainable(n->op)) {
             st = fv_error_set(err, FV_ERR_UNSUPPORTED, "node '%s': %s has no backward", n->name,
                               fv_op_name(n->op));
             goto fail;
@@ -927,59 +909,21 @@ static void pack_weights(struct fv_trainer *tr)
 static void backward_node(struct fv_trainer *tr, struct train_worker *w, int i)
 {
     const struct fv_node *node = fv_graph_node(tr->g, i);
-    struct node_state *s = &w->ns[i];
-    struct fv_graph *g = tr->g;
-    const int in = node->inputs[0], n = w->n;
-    const float *x = slice(tr, tr->act, in, w), *y = slice(tr, tr->act, node->output, w);
-    float *dy = slice(tr, tr->grad, node->output, w), *dx = slice(tr, tr->grad, in, w);
-    const size_t count = tr->sizes[node->output] * n;
-    const float *b0 = node->blobs[0] >= 0 ? fv_graph_blob(g, node->blobs[0])->data : NULL;
-    float *g0 = node->blobs[0] >= 0 ? w->pgrad[node->blobs[0]] : NULL;
-    float *g1 = node->blobs[1] >= 0 ? w->pgrad[node->blobs[1]] : NULL;
-    const int c = fv_graph_tensor(g, node->output)->c;
-    struct fv_conv_shape shape = tr->shapes[i];
-    shape.n = n;
-    fv_backward_activation(count, node->activation, y, dy);
-    switch (node->op) {
-    case FV_OP_CONV2D:
-        fv_backward_conv2d(&shape, x, b0, dy, dx, g0, g1, w->scratch);
-        break;
-    case FV_OP_DEPTHWISE_CONV2D:
-        fv_backward_depthwise_conv2d(&shape, x, b0, dy, dx, g0, g1);
-        break;
-    case FV_OP_FULLY_CONNECTED:
-        fv_backward_fully_connected(n, (int)tr->sizes[in], (int)tr->sizes[node->output], x, b0,
-                                    dy, dx, g0, g1);
-        break;
-    case FV_OP_MAX_POOL2D:
-        if (dx)
-            fv_backward_max_pool2d(&shape, s->argmax, dy, dx);
-        break;
-    case FV_OP_PRELU:
-        fv_backward_prelu(count / c, c, x, b0, (int)fv_graph_blob(g, node->blobs[0])->count, dy,
-                          dx, g0);
-        break;
-    case FV_OP_RELU:
-        if (dx)
-            fv_backward_relu(count, y, dy, dx);
-        break;
-    case FV_OP_ADD:
-        if (node->n_inputs == 2)
-            fv_backward_add(count, c, count, dy, dx, slice(tr, tr->grad, node->inputs[1], w));
-        else
-            fv_backward_add(count, c, fv_graph_blob(g, node->blobs[0])->count, dy, dx, g0);
-        break;
-    case FV_OP_RESHAPE:
-        if (dx)
-            fv_backward_reshape(count, dy, dx);
-        break;
-    case FV_OP_BATCH_NORM:
-        fv_backward_batch_norm(count / c, c, x, b0, s->save_mean, s->save_inv_std, dy, dx, g0,
-                               g1);
-        break;
-    default:
-        FV_ASSERT(!"op without a backward");
-    }
+    const struct node_state *s = &w->ns[i];
+    const int in = node->inputs[0];
+    float *const *pgrad = w->pgrad;
+    const struct fv_backward_args a = {
+        .graph = tr->g, .node = node, .batch = w->n,
+        .in = tr->dims[in], .out = tr->dims[node->output],
+        .x = slice(tr, tr->act, in, w), .y = slice(tr, tr->act, node->output, w),
+        .dy = slice(tr, tr->grad, node->output, w), .dx = slice(tr, tr->grad, in, w),
+        .dx2 = node->n_inputs == 2 ? slice(tr, tr->grad, node->inputs[1], w) : NULL,
+        .g0 = node->blobs[0] >= 0 ? pgrad[node->blobs[0]] : NULL,
+        .g1 = node->blobs[1] >= 0 ? pgrad[node->blobs[1]] : NULL,
+        .argmax = s->argmax, .save_mean = s->save_mean, .save_inv_std = s->save_inv_std,
+        .scratch = w->scratch,
+    };
+    fv_backward_node(&a);
 }
 
 /* Forward (training mode), loss and backward on worker w's samples; its
