@@ -1236,6 +1236,12 @@ int fv_trainer_classes(const struct fv_trainer *tr) { return tr->p.classes; }
 long fv_trainer_steps(const struct fv_trainer *tr) { return tr->steps; }
 struct fv_rng *fv_trainer_rng(struct fv_trainer *tr) { return &tr->rng; }
 struct fv_center_loss *fv_trainer_center_loss(struct fv_trainer *tr) { return tr->center; }
+enum fv_loss_kind fv_trainer_loss_kind(const struct fv_trainer *tr) { return tr->p.loss; }
+
+const float *fv_trainer_class_weights(struct fv_trainer *tr)
+{
+    return fv_graph_blob(tr->g, fv_graph_node(tr->g, tr->head)->blobs[0])->data;
+}
 size_t fv_trainer_bytes(const struct fv_trainer *tr) { return tr->bytes; }
 
 /* For LMCL, swaps unit-norm class weights into the classifier while saving:

@@ -165,6 +165,9 @@ int fv_trainer_feature_dim(const struct fv_trainer *tr);
 int fv_trainer_classes(const struct fv_trainer *tr);
 long fv_trainer_steps(const struct fv_trainer *tr);
 struct fv_rng *fv_trainer_rng(struct fv_trainer *tr);
+enum fv_loss_kind fv_trainer_loss_kind(const struct fv_trainer *tr);
+/* The classifier's weights, classes × feature dim (for LMCL, the class directions). */
+const float *fv_trainer_class_weights(struct fv_trainer *tr);
 /* NULL unless the loss is center loss. */
 struct fv_center_loss *fv_trainer_center_loss(struct fv_trainer *tr);
 /* Bytes of activations, gradients and optimiser state allocated. */

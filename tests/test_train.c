@@ -490,6 +490,33 @@ Test(loss, lmcl_gradients_to_features_and_weights)
     free(c.x), free(c.w), free(c.scratch), free(dx), free(dw);
 }
 
+/* The MNIST experiment's setting: 2-D features, ten classes, s = 16, m = 0.2.
+ * Features and class weights of length 1 to 3 in every direction (near the
+ * origin v/|v| curves too fast for central differences). */
+Test(loss, lmcl_gradients_2d_ten_classes)
+{
+    int labels[6] = {0, 9, 4, 4, 7, 2};
+    struct lmcl_case c = {.n = 6, .dim = 2, .classes = 10, .s = 16.0f, .m = 0.2f, .labels = labels};
+    fv_rng_seed(&test_rng, 31);
+    c.x = alloc_floats(12), c.w = alloc_floats(20);
+    c.scratch = alloc_floats(fv_loss_lmcl_scratch(6, 2, 10));
+    for (int i = 0; i < 16; i++) { /* 6 features, then 10 class weights */
+        double angle = 2.0 * M_PI * fv_rng_uniform(&test_rng), r = 1.0 + 2.0 * fv_rng_uniform(&test_rng);
+        float *v = i < 6 ? c.x + 2 * i : c.w + 2 * (i - 6);
+        v[0] = (float)(r * cos(angle)), v[1] = (float)(r * sin(angle));
+    }
+    float *dx = alloc_floats(12), *dw = alloc_floats(20);
+    int correct = -1;
+    fv_loss_lmcl(6, 2, 10, c.x, c.w, labels, c.s, c.m, dx, dw, &correct, c.scratch);
+    cr_expect(correct >= 0 && correct <= 6);
+    check_gradient("lmcl 2-D dx", c.x, 12, dx, lmcl_value, &c, 1e-2f);
+    check_gradient("lmcl 2-D dw", c.w, 20, dw, lmcl_value, &c, 1e-2f);
+    /* only directions matter: the feature gradient is orthogonal to the feature */
+    for (int i = 0; i < 6; i++)
+        cr_expect(fabsf(dx[2 * i] * c.x[2 * i] + dx[2 * i + 1] * c.x[2 * i + 1]) < 1e-5f);
+    free(c.x), free(c.w), free(c.scratch), free(dx), free(dw);
+}
+
 /* ------------------------------------------------------------ schedules, PRNG */
 
 Test(schedule, step_multistep_cosine)

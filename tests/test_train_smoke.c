@@ -238,3 +238,31 @@ Test(feature_plot, spread_of_known_points)
     cr_expect(strstr(text, "<svg") && strstr(text, "a &lt;test>") && strstr(text, "<circle"));
     remove(path);
 }
+
+Test(feature_plot, normalised_features_on_the_unit_circle)
+{
+    /* class 0 along +x at two lengths, class 1 along +y, one zero feature */
+    float f[8] = {3, 0, 0.5f, 0, 0, -2, 0, 0};
+    int labels[4] = {0, 0, 1, 1};
+    fv_feature_normalise(f, 4, 2);
+    cr_expect(f[0] == 1 && f[1] == 0 && f[2] == 1 && f[3] == 0 && f[4] == 0 && f[5] == -1);
+    cr_expect(f[6] == 0 && f[7] == 0);
+    char path[] = "/tmp/facever-test-circle-XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    const float directions[4] = {2, 0, 0, -0.5f};
+    cr_assert_eq(fv_feature_circle_svg(path, f, labels, 4, 2, 2, directions, "lmcl", NULL), FV_OK);
+    FILE *fp = fopen(path, "r");
+    char text[4096] = {0};
+    fread(text, 1, sizeof text - 1, fp);
+    fclose(fp);
+    /* the unit circle (radius 1 of a 2.3-wide, 560-pixel frame) and two class rays */
+    cr_expect(strstr(text, "r=\"243.5\"") != NULL, "%s", text);
+    int lines = 0;
+    for (const char *p = text; (p = strstr(p, "<line")); p++)
+        lines++;
+    cr_expect_eq(lines, 2);
+    cr_expect_eq(fv_feature_circle_svg(path, f, labels, 4, 1, 2, NULL, "1-D", NULL),
+                 FV_ERR_INVALID_ARG);
+    remove(path);
+}
