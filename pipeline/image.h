@@ -123,4 +123,49 @@ void fv_image_draw_rect(struct fv_image *img, float x1, float y1, float x2, floa
 void fv_image_draw_point(struct fv_image *img, float x, float y, int radius, uint8_t r,
                          uint8_t g, uint8_t b);
 
+/* What an encoded image is, read from its header without decoding pixels. */
+struct fv_image_info {
+    const char *format; /* "JPEG", "PNG", ... (static string) */
+    int width, height;  /* of the upright image (orientation applied) */
+};
+
+/* Reads the header of an encoded image: format and upright size. Same checks,
+ * limits and errors as fv_image_decode, allocating no pixel memory. */
+enum fv_status fv_image_probe(const uint8_t *data, size_t size, const struct fv_image_limits *limits,
+                              struct fv_image_info *info, struct fv_error *err);
+
+/* Where a decoded part of an image lies in the full-size upright image: the
+ * part was decoded at `scale` decoded pixels per full-size pixel, and its pixel
+ * (i, j) is pixel (x + i, y + j) of the whole upright image at that scale, so
+ * its centre is at full-size coordinate ((x + i + 0.5) / scale - 0.5, likewise
+ * for y). A whole image decoded at full size is {1, 0, 0}. */
+struct fv_image_window {
+    float scale;
+    int x, y;
+};
+
+/* An encoded image read at the resolution each use needs (detection on a
+ * reduced copy, face crops at finer pixels). JPEG parts are decoded with DCT
+ * scaling and cropping straight from the bytes, which must outlive the source;
+ * other formats are decoded once, in full, when the source is opened. */
+struct fv_image_source;
+
+/* Opens data (probing it as fv_image_probe does; FV_ERR_* as fv_image_decode). */
+enum fv_status fv_image_source_open(const uint8_t *data, size_t size,
+                                    const struct fv_image_limits *limits,
+                                    struct fv_image_source **out, struct fv_error *err);
+/* A source over an image already decoded (borrowed: img must outlive it). */
+enum fv_status fv_image_source_wrap(const struct fv_image *img, struct fv_image_source **out,
+                                    struct fv_error *err);
+void fv_image_source_free(struct fv_image_source *src);
+/* Upright full-size width and height, and format. */
+const struct fv_image_info *fv_image_source_info(const struct fv_image_source *src);
+/* The part of the upright image covering the rectangle (x, y, w, h) of the
+ * full-size image (clamped to it), at a scale of at least min_scale (at most 1:
+ * never enlarged). The part returned may be larger and finer than asked;
+ * *window says where it lies. *out is owned by the caller. */
+enum fv_status fv_image_source_read(struct fv_image_source *src, float min_scale, int x, int y,
+                                    int w, int h, struct fv_image **out,
+                                    struct fv_image_window *window, struct fv_error *err);
+
 #endif
