@@ -167,5 +167,13 @@ const struct fv_image_info *fv_image_source_info(const struct fv_image_source *s
 enum fv_status fv_image_source_read(struct fv_image_source *src, float min_scale, int x, int y,
                                     int w, int h, struct fv_image **out,
                                     struct fv_image_window *window, struct fv_error *err);
+/* The whole upright image resampled to width x height (at most its full size)
+ * as fv_image_resize does, read from the coarsest decoding that is at least
+ * that large. */
+enum fv_status fv_image_source_scaled(struct fv_image_source *src, int width, int height,
+                                      struct fv_image **out, struct fv_error *err);
+/* The whole upright image at full size when the source holds it in memory
+ * (wrapped images, formats decoded when opened, small JPEGs); else NULL. */
+const struct fv_image *fv_image_source_full(const struct fv_image_source *src);
 
 #endif
