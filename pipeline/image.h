@@ -154,6 +154,10 @@ struct fv_image_source;
 enum fv_status fv_image_source_open(const uint8_t *data, size_t size,
                                     const struct fv_image_limits *limits,
                                     struct fv_image_source **out, struct fv_error *err);
+/* Reads the file at path into a source that owns the bytes (errors as
+ * fv_image_load gives them). */
+enum fv_status fv_image_source_load(const char *path, const struct fv_image_limits *limits,
+                                    struct fv_image_source **out, struct fv_error *err);
 /* A source over an image already decoded (borrowed: img must outlive it). */
 enum fv_status fv_image_source_wrap(const struct fv_image *img, struct fv_image_source **out,
                                     struct fv_error *err);

@@ -1,10 +1,14 @@
 /* image_source.c - an encoded image read at the resolution each use needs. */
 #include "pipeline/image.h"
 
+#include <stdint.h>
+
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "model/model_file.h"
 
 struct fv_image_source {
     const uint8_t *data; /* encoded bytes (borrowed), or NULL for a wrapped image */
@@ -13,6 +17,7 @@ struct fv_image_source {
     struct fv_image_info info;
     const struct fv_image *full; /* the whole upright image when it is in memory */
     struct fv_image *owned;      /* full, when the source decoded it */
+    uint8_t *owned_data;         /* data, when the source read it from a file */
 };
 
 enum fv_status fv_image_source_open(const uint8_t *data, size_t size,
@@ -59,11 +64,51 @@ enum fv_status fv_image_source_wrap(const struct fv_image *img, struct fv_image_
     return FV_OK;
 }
 
+enum fv_status fv_image_source_load(const char *path, const struct fv_image_limits *limits,
+                                    struct fv_image_source **out, struct fv_error *err)
+{
+    struct fv_image_limits defaults;
+    uint8_t *data = NULL;
+    size_t size = 0;
+    *out = NULL;
+    if (!limits) {
+        fv_image_default_limits(&defaults);
+        limits = &defaults;
+    }
+    enum fv_status st = fv_read_file(path, limits->max_bytes ? limits->max_bytes : SIZE_MAX,
+                                     &data, &size, err);
+    if (st == FV_ERR_IO && !data) {
+        /* Not a regular file (a pipe, a device): read and decode it whole. */
+        struct fv_image *img = NULL;
+        if ((st = fv_image_load(path, limits, &img, err)))
+            return st;
+        if ((st = fv_image_source_wrap(img, out, err))) {
+            fv_image_free(img);
+            return st;
+        }
+        (*out)->owned = img;
+        return FV_OK;
+    }
+    if (st == FV_ERR_TOO_LARGE)
+        return fv_error_set(err, st, "%s: image too large: over the limit of %zu bytes", path,
+                            limits->max_bytes);
+    if (st)
+        return st;
+    if ((st = fv_image_source_open(data, size, limits, out, err))) {
+        free(data);
+        fv_error_prefix(err, "%s: ", path);
+        return st;
+    }
+    (*out)->owned_data = data;
+    return FV_OK;
+}
+
 void fv_image_source_free(struct fv_image_source *s)
 {
     if (!s)
         return;
     fv_image_free(s->owned);
+    free(s->owned_data);
     free(s);
 }
 
