@@ -1,0 +1,246 @@
+/* test_phone.c - phone-size photos: detection at a working resolution finds the
+ * faces of the photo each was made from, in every format and orientation. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "model/model_file.h"
+#include "pipeline/pipeline.h"
+
+#define PHONE "tests/data/phone/"
+
+static void need_photos(void)
+{
+    if (access("models/pnet.fvm", R_OK) != 0 || access("tests/data/sample1.jpg", R_OK) != 0)
+        cr_skip_test("models/ or tests/data/ missing: run `make models test-data`");
+    if (access(PHONE "geometry.txt", R_OK) != 0)
+        cr_skip_test("tests/data/phone/ missing: run `make phone-photos`");
+}
+
+static struct fv_pipeline *open_pipeline(int max_side)
+{
+    struct fv_pipeline_params p;
+    struct fv_pipeline *pipe;
+    struct fv_error err = {0};
+    fv_pipeline_default_params(&p);
+    p.detect.max_side = max_side;
+    cr_assert_eq(fv_pipeline_new("models", "models/mobilefacenet.fvm", &p, &pipe, &err), FV_OK,
+                 "%s", err.message);
+    return pipe;
+}
+
+/* How a made photo's upright pixels map onto its sample: u = scale (x + 0.5) - 0.5 + offset. */
+struct geometry {
+    char file[128], sample[64];
+    double scale, ox, oy;
+};
+
+static int read_geometry(struct geometry *g, int max)
+{
+    FILE *f = fopen(PHONE "geometry.txt", "r");
+    cr_assert(f, "cannot open geometry.txt");
+    int n = 0;
+    while (n < max && fscanf(f, "%127s %63s %lf %lf %lf", g[n].file, g[n].sample, &g[n].scale,
+                             &g[n].ox, &g[n].oy) == 5)
+        n++;
+    fclose(f);
+    return n;
+}
+
+static int detect_file(struct fv_pipeline_worker *w, const char *path, struct fv_face **faces,
+                       struct fv_error *err)
+{
+    struct fv_image_source *src;
+    int n = 0;
+    enum fv_status st = fv_image_source_load(path, NULL, &src, err);
+    if (st == FV_OK)
+        st = fv_pipeline_detect_source(w, src, FV_FACE_ALL, faces, &n, err);
+    fv_image_source_free(src);
+    return st == FV_OK ? n : -(int)st - 1000;
+}
+
+static float box_iou(const float *a, const float *b)
+{
+    float w = fminf(a[2], b[2]) - fmaxf(a[0], b[0]), h = fminf(a[3], b[3]) - fmaxf(a[1], b[1]);
+    if (w <= 0 || h <= 0)
+        return 0;
+    float inter = w * h;
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter);
+}
+
+/* The faces found in `file` are those of its sample (found at full size): same
+ * count, each box overlapping its counterpart, landmarks within `tolerance` of
+ * the inter-ocular distance. */
+static void expect_same_faces(struct fv_pipeline_worker *w, struct fv_pipeline_worker *full,
+                              const struct geometry *g, float tolerance)
+{
+    struct fv_error err = {0};
+    char path[256], sample[256];
+    struct fv_face *big = NULL, *ref = NULL;
+    snprintf(path, sizeof path, PHONE "%s", g->file);
+    snprintf(sample, sizeof sample, "tests/data/%s", g->sample);
+    int nb = detect_file(w, path, &big, &err);
+    cr_assert_geq(nb, 0, "%s: %s", g->file, err.message);
+    int nr = detect_file(full, sample, &ref, &err);
+    cr_assert_gt(nr, 0, "%s: %s", g->sample, err.message);
+    cr_expect_eq(nb, nr, "%s: %d faces, its sample %s has %d", g->file, nb, g->sample, nr);
+    double worst = 0;
+    for (int i = 0; i < nr; i++) {
+        float mapped[4];
+        for (int k = 0; k < 4; k++)
+            mapped[k] = (float)(g->scale * (ref[i].box[k] + 0.5) - 0.5 + (k % 2 ? g->oy : g->ox));
+        int best = -1;
+        float best_iou = 0;
+        for (int j = 0; j < nb; j++) {
+            float o = box_iou(mapped, big[j].box);
+            if (o > best_iou)
+                best_iou = o, best = j;
+        }
+        cr_expect_gt(best_iou, 0.7f, "%s: face %d of %s found with overlap %.2f", g->file, i,
+                     g->sample, best_iou);
+        if (best < 0)
+            continue;
+        double dx = ref[i].landmarks[1][0] - ref[i].landmarks[0][0];
+        double dy = ref[i].landmarks[1][1] - ref[i].landmarks[0][1];
+        double iod = g->scale * sqrt(dx * dx + dy * dy);
+        for (int k = 0; k < FV_LANDMARKS; k++) {
+            double ex = g->scale * (ref[i].landmarks[k][0] + 0.5) - 0.5 + g->ox;
+            double ey = g->scale * (ref[i].landmarks[k][1] + 0.5) - 0.5 + g->oy;
+            double e = hypot(big[best].landmarks[k][0] - ex, big[best].landmarks[k][1] - ey) / iod;
+            worst = fmax(worst, e);
+            cr_expect_leq(e, tolerance,
+                          "%s: face %d landmark %d is %.1f%% of the inter-ocular distance off",
+                          g->file, i, k, 100 * e);
+        }
+    }
+    cr_log_info("%s: %d faces, worst landmark %.2f%% of the inter-ocular distance", g->file, nb,
+                100 * worst);
+    free(big);
+    free(ref);
+}
+
+static void check_files(const char *prefix, const char *suffix)
+{
+    need_photos();
+    struct geometry g[64];
+    int n = read_geometry(g, 64), checked = 0;
+    struct fv_pipeline *pipe = open_pipeline(1024), *full_pipe = open_pipeline(0);
+    struct fv_pipeline_worker *w, *full;
+    struct fv_error err = {0};
+    cr_assert_eq(fv_pipeline_worker_new(pipe, &w, &err), FV_OK);
+    cr_assert_eq(fv_pipeline_worker_new(full_pipe, &full, &err), FV_OK);
+    for (int i = 0; i < n; i++) {
+        size_t lf = strlen(g[i].file), ls = strlen(suffix);
+        if (strncmp(g[i].file, prefix, strlen(prefix)) != 0 || lf < ls ||
+            strcmp(g[i].file + lf - ls, suffix) != 0)
+            continue;
+        expect_same_faces(w, full, &g[i], 0.02f);
+        checked++;
+    }
+    cr_expect_gt(checked, 0, "no %s*%s photo listed in geometry.txt", prefix, suffix);
+    fv_pipeline_worker_free(w);
+    fv_pipeline_worker_free(full);
+    fv_pipeline_free(pipe);
+    fv_pipeline_free(full_pipe);
+}
+
+Test(phone, six_samples_at_4032_find_the_sample_faces, .timeout = 300)
+{
+    check_files("sample", "-4032.jpg");
+}
+
+Test(phone, exif_orientation_6_jpeg_finds_the_sample_faces, .timeout = 120)
+{
+    check_files("sample1-4032x3024-o6", ".jpg");
+}
+
+Test(phone, every_orientation_finds_the_sample_faces, .timeout = 300)
+{
+    check_files("orient/", ".jpg");
+}
+
+Test(phone, png_12mp_finds_the_sample_faces, .timeout = 120)
+{
+    check_files("sample1-4032x3024", ".png");
+}
+
+Test(phone, progressive_40mp_jpeg_finds_the_sample_faces, .timeout = 300)
+{
+    check_files("sample1-7296x5472", ".jpg");
+}
+
+/* A face cut from the 12-megapixel photo and saved at its own size matches the
+ * same face found in the whole photo. */
+Test(phone, face_cut_from_a_phone_photo_matches_the_photo, .timeout = 120)
+{
+    need_photos();
+    struct fv_error err = {0};
+    struct fv_pipeline *pipe = open_pipeline(1024);
+    struct fv_pipeline_worker *w;
+    cr_assert_eq(fv_pipeline_worker_new(pipe, &w, &err), FV_OK);
+    struct fv_image_source *src;
+    cr_assert_eq(fv_image_source_load(PHONE "sample1-4032x3024-o6.jpg", NULL, &src, &err), FV_OK,
+                 "%s", err.message);
+    struct fv_face_embedding *faces;
+    int n;
+    cr_assert_eq(fv_pipeline_process_source(w, src, FV_FACE_LARGEST, &faces, &n, &err), FV_OK,
+                 "%s", err.message);
+    struct fv_image *img;
+    cr_assert_eq(fv_image_load(PHONE "sample1-4032x3024-o6.jpg", NULL, &img, &err), FV_OK);
+    const float *b = faces[0].face.box;
+    float side = 2.2f * (b[2] - b[0]);
+    struct fv_image *cut = fv_image_crop(img, (int)((b[0] + b[2] - side) / 2),
+                                         (int)((b[1] + b[3] - side) / 2), (int)side, (int)side);
+    cr_assert(cut);
+    uint8_t *jpeg;
+    size_t size;
+    cr_assert_eq(fv_image_encode_jpeg(cut, 90, &jpeg, &size, &err), FV_OK);
+    struct fv_image_source *small;
+    cr_assert_eq(fv_image_source_open(jpeg, size, NULL, &small, &err), FV_OK);
+    struct fv_face_embedding *other;
+    int no;
+    cr_assert_eq(fv_pipeline_process_source(w, small, FV_FACE_LARGEST, &other, &no, &err), FV_OK,
+                 "%s", err.message);
+    float score = fv_cosine(faces[0].embedding, other[0].embedding, fv_pipeline_dim(pipe));
+    cr_expect_gt(score, fv_pipeline_threshold(pipe), "score %.3f", score);
+    cr_expect_gt(score, 0.8f, "score only %.3f", score);
+    cr_log_info("face cut from the 12 MP photo (%dx%d) against the photo: %.3f", cut->width,
+                cut->height, score);
+    fv_face_embeddings_free(faces, n);
+    fv_face_embeddings_free(other, no);
+    fv_image_source_free(small);
+    fv_image_source_free(src);
+    fv_image_free(cut);
+    fv_image_free(img);
+    free(jpeg);
+    fv_pipeline_worker_free(w);
+    fv_pipeline_free(pipe);
+}
+
+/* Small images are searched exactly as before: the source path equals fv_detect
+ * on the decoded image at full size. */
+Test(phone, small_images_are_detected_at_full_size)
+{
+    if (access("models/pnet.fvm", R_OK) != 0 || access("tests/data/sample1.jpg", R_OK) != 0)
+        cr_skip_test("models/ or tests/data/ missing: run `make models test-data`");
+    struct fv_error err = {0};
+    struct fv_pipeline *pipe = open_pipeline(2000), *full_pipe = open_pipeline(0);
+    struct fv_pipeline_worker *w, *full;
+    cr_assert_eq(fv_pipeline_worker_new(pipe, &w, &err), FV_OK);
+    cr_assert_eq(fv_pipeline_worker_new(full_pipe, &full, &err), FV_OK);
+    struct fv_face *a, *b;
+    int na = detect_file(w, "tests/data/sample1.jpg", &a, &err);
+    int nb = detect_file(full, "tests/data/sample1.jpg", &b, &err);
+    cr_assert_eq(na, nb);
+    cr_assert(na > 0);
+    cr_expect_eq(memcmp(a, b, (size_t)na * sizeof *a), 0, "detections differ");
+    free(a);
+    free(b);
+    fv_pipeline_worker_free(w);
+    fv_pipeline_worker_free(full);
+    fv_pipeline_free(pipe);
+    fv_pipeline_free(full_pipe);
+}
