@@ -1,0 +1,92 @@
+/* image_internal.h - what the pipeline/image*.c files share; not part of the API.
+ *
+ * The public API is pipeline/image.h. Behind it, one file per concept, as in
+ * libvips' foreign/ folder:
+ *
+ *   image.c           limits, new/free/clone, checks every decoder and encoder makes
+ *   image_format.c    format sniffing and the dispatch: decode, load, save, probe
+ *   image_jpeg.c      JPEG decoding and encoding (libjpeg-turbo)
+ *   image_png.c       PNG decoding and encoding (libpng)
+ *   image_exif.c      the EXIF orientation tag and turning an image upright
+ *   image_resample.c  PIL-compatible resize and its SIMD paths
+ *   image_draw.c      crop and drawing
+ *
+ * A format's decoder gives the image as stored plus its EXIF orientation
+ * (1..8, 1 when there is none); image_format.c turns it upright. Decoders
+ * check the encoded size and the declared dimensions against the limits
+ * before they allocate pixel memory, never print and never exit.
+ */
+#ifndef FV_IMAGE_INTERNAL_H
+#define FV_IMAGE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/status.h"
+#include "pipeline/image.h"
+
+/* ---- image.c ---- */
+
+static inline size_t fv_image_byte_count(const struct fv_image *img)
+{
+    return (size_t)img->width * (size_t)img->height * 3;
+}
+
+static inline uint8_t *fv_image_pixel_at(const struct fv_image *img, int x, int y)
+{
+    return img->rgb + ((size_t)y * (size_t)img->width + (size_t)x) * 3;
+}
+
+static inline bool fv_image_is_valid(const struct fv_image *img)
+{
+    return img && img->rgb && img->width > 0 && img->height > 0;
+}
+
+/* limits, or the defaults written to *storage when limits is NULL. */
+const struct fv_image_limits *fv_image_limits_or_default(const struct fv_image_limits *limits,
+                                                         struct fv_image_limits *storage);
+
+/* Checks declared dimensions before any pixel memory is allocated: zero is
+ * FV_ERR_FORMAT ("corrupt <kind>: ..."), over the pixel limit or too large for
+ * an int side or a size_t byte count FV_ERR_TOO_LARGE. */
+enum fv_status fv_image_check_dimensions(uint64_t width, uint64_t height,
+                                         const struct fv_image_limits *limits,
+                                         const char *kind, struct fv_error *err);
+
+/* The encoders' argument checks: clears *out and *out_size, and refuses a
+ * missing output or an empty image with FV_ERR_INVALID_ARG. */
+enum fv_status fv_image_check_encodable(const struct fv_image *img, uint8_t **out,
+                                        size_t *out_size, struct fv_error *err);
+
+/* ---- image_exif.c ---- */
+
+/* The orientation (1..8) in IFD0 of an EXIF block (a TIFF structure, with or
+ * without the "Exif\0\0" prefix of JPEG's APP1), or 1 when it is absent or
+ * anything about the block is malformed. */
+int fv_exif_orientation(const uint8_t *tiff, size_t size);
+
+/* Replaces *img with its upright version for an EXIF orientation (1 or an
+ * out-of-range value leaves it as it is). On failure *img is unchanged and
+ * still the caller's. */
+enum fv_status fv_image_orient(struct fv_image **img, int orientation, struct fv_error *err);
+
+/* ---- format decoders (image_jpeg.c, image_png.c) ----
+ *
+ * decode: the image as stored into *out (owned by the caller) and its EXIF
+ * orientation into *orientation; errors as fv_image_decode's, *out set only on
+ * success. The dispatcher has already checked that data is non-empty, within
+ * limits->max_bytes and begins with the format's magic number; limits is never
+ * NULL. Further formats (fv_heif_decode, fv_webp_decode, with fv_heif_probe
+ * and fv_webp_probe) take the same arguments and are called from the dispatch
+ * in image_format.c. */
+
+enum fv_status fv_jpeg_decode(const uint8_t *data, size_t size,
+                              const struct fv_image_limits *limits, struct fv_image **out,
+                              int *orientation, struct fv_error *err);
+
+enum fv_status fv_png_decode(const uint8_t *data, size_t size,
+                             const struct fv_image_limits *limits, struct fv_image **out,
+                             int *orientation, struct fv_error *err);
+
+#endif

@@ -1,0 +1,283 @@
+/* image_png.c - PNG decoding and encoding with libpng. */
+#include "pipeline/image_internal.h"
+
+#include <setjmp.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <png.h>
+
+/* libpng keeps ancillary chunks in memory; bound how many and how large. */
+#define PNG_MAX_CACHED_CHUNKS 1000
+#define PNG_MAX_CHUNK_BYTES ((png_alloc_size_t)8 * 1024 * 1024)
+
+/* ---- PNG decoding ---- */
+
+struct png_decoder {
+    png_structp png;
+    png_infop info, end_info;
+    const uint8_t *data;
+    size_t size, position;
+    bool truncated;
+    char message[256];
+    struct fv_image *img;
+    png_bytep *rows;
+    int orientation;
+};
+
+static void png_on_error(png_structp png, png_const_charp message)
+{
+    struct png_decoder *d = png_get_error_ptr(png);
+    snprintf(d->message, sizeof d->message, "%s", message);
+    png_longjmp(png, 1);
+}
+
+static void png_on_warning(png_structp png, png_const_charp message)
+{
+    (void)png;
+    (void)message;
+}
+
+static void png_on_read(png_structp png, png_bytep out, size_t length)
+{
+    struct png_decoder *d = png_get_io_ptr(png);
+    if (length > d->size - d->position) {
+        d->truncated = true;
+        png_error(png, "truncated PNG");
+    }
+    memcpy(out, d->data + d->position, length);
+    d->position += length;
+}
+
+static uint32_t read_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* The PNG signature is followed by the IHDR chunk; read its size before
+ * libpng does anything, so a decompression bomb costs nothing. */
+static enum fv_status png_check_header(const uint8_t *data, size_t size,
+                                       const struct fv_image_limits *limits,
+                                       struct fv_error *err)
+{
+    if (size < 8 + 8 + 13 + 4)
+        return fv_error_set(err, FV_ERR_FORMAT, "truncated PNG");
+    if (read_be32(data + 8) != 13 || memcmp(data + 12, "IHDR", 4) != 0)
+        return fv_error_set(err, FV_ERR_FORMAT, "corrupt PNG: it does not start with IHDR");
+    return fv_image_check_dimensions(read_be32(data + 16), read_be32(data + 20), limits, "PNG",
+                                     err);
+}
+
+static int png_find_orientation(png_structp png, png_infop info)
+{
+#ifdef PNG_eXIf_SUPPORTED
+    png_uint_32 length = 0;
+    png_bytep exif = NULL;
+    if (info && png_get_eXIf_1(png, info, &length, &exif) && exif)
+        return fv_exif_orientation(exif, length);
+#else
+    (void)png;
+    (void)info;
+#endif
+    return 1;
+}
+
+static enum fv_status png_decode_run(struct png_decoder *d, const struct fv_image_limits *limits,
+                                     struct fv_error *err)
+{
+    if (setjmp(png_jmpbuf(d->png)))
+        return FV_ERR_FORMAT; /* the message is written by the caller */
+
+    png_uint_32 side_limit = PNG_UINT_31_MAX;
+    if (limits->max_pixels && limits->max_pixels < side_limit)
+        side_limit = (png_uint_32)limits->max_pixels;
+    png_set_user_limits(d->png, side_limit, side_limit);
+    png_set_chunk_cache_max(d->png, PNG_MAX_CACHED_CHUNKS);
+    png_set_chunk_malloc_max(d->png, PNG_MAX_CHUNK_BYTES);
+    png_set_read_fn(d->png, d, png_on_read);
+    png_read_info(d->png, d->info);
+
+    png_uint_32 width, height;
+    int depth, color_type, interlace;
+    png_get_IHDR(d->png, d->info, &width, &height, &depth, &color_type, &interlace, NULL, NULL);
+    enum fv_status status = fv_image_check_dimensions(width, height, limits, "PNG", err);
+    if (status != FV_OK)
+        return status;
+
+    /* Every colour model to 8-bit RGB. Alpha (including tRNS, which palette
+     * expansion turns into alpha) is dropped, keeping the stored colours as
+     * PIL's convert("RGB") does. */
+    if (color_type == PNG_COLOR_TYPE_PALETTE)
+        png_set_palette_to_rgb(d->png);
+    if (color_type == PNG_COLOR_TYPE_GRAY && depth < 8)
+        png_set_expand_gray_1_2_4_to_8(d->png);
+    if (depth == 16)
+        png_set_scale_16(d->png);
+    png_set_strip_alpha(d->png);
+    if (color_type == PNG_COLOR_TYPE_GRAY || color_type == PNG_COLOR_TYPE_GRAY_ALPHA)
+        png_set_gray_to_rgb(d->png);
+    png_set_interlace_handling(d->png);
+    png_read_update_info(d->png, d->info);
+
+    if (png_get_channels(d->png, d->info) != 3 || png_get_bit_depth(d->png, d->info) != 8 ||
+        png_get_rowbytes(d->png, d->info) != (size_t)width * 3)
+        return fv_error_set(err, FV_ERR_INTERNAL, "PNG transformations gave %d channels of "
+                            "%d bits, expected RGB8", png_get_channels(d->png, d->info),
+                            png_get_bit_depth(d->png, d->info));
+
+    d->img = fv_image_new((int)width, (int)height);
+    d->rows = malloc((size_t)height * sizeof *d->rows);
+    if (!d->img || !d->rows)
+        return fv_error_set(err, FV_ERR_NOMEM, "out of memory decoding a %ux%u PNG",
+                            (unsigned)width, (unsigned)height);
+    for (png_uint_32 y = 0; y < height; y++)
+        d->rows[y] = fv_image_pixel_at(d->img, 0, (int)y);
+    png_read_image(d->png, d->rows);
+    png_read_end(d->png, d->end_info); /* eXIf may follow the image data */
+
+    d->orientation = png_find_orientation(d->png, d->info);
+    if (d->orientation == 1)
+        d->orientation = png_find_orientation(d->png, d->end_info);
+    return FV_OK;
+}
+
+enum fv_status fv_png_decode(const uint8_t *data, size_t size,
+                             const struct fv_image_limits *limits, struct fv_image **out,
+                             int *orientation, struct fv_error *err)
+{
+    struct png_decoder d;
+    memset(&d, 0, sizeof d);
+    d.data = data;
+    d.size = size;
+    d.orientation = 1;
+
+    enum fv_status status = png_check_header(data, size, limits, err);
+    if (status != FV_OK)
+        goto fail;
+    d.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &d, png_on_error, png_on_warning);
+    if (d.png) {
+        d.info = png_create_info_struct(d.png);
+        d.end_info = png_create_info_struct(d.png);
+    }
+    if (!d.png || !d.info || !d.end_info) {
+        status = fv_error_set(err, FV_ERR_NOMEM, "out of memory starting the PNG decoder");
+        goto fail;
+    }
+    d.message[0] = '\0';
+    status = png_decode_run(&d, limits, err);
+    if (status == FV_ERR_FORMAT && d.message[0]) {
+        /* came through png_error() */
+        if (d.truncated)
+            fv_error_set(err, status, "truncated PNG");
+        else if (strstr(d.message, "ut of memory"))
+            status = fv_error_set(err, FV_ERR_NOMEM, "out of memory decoding PNG");
+        else
+            fv_error_set(err, status, "corrupt PNG: %s", d.message);
+    }
+    if (status != FV_OK)
+        goto fail;
+    png_destroy_read_struct(&d.png, &d.info, &d.end_info);
+    free(d.rows);
+    *out = d.img;
+    *orientation = d.orientation;
+    return FV_OK;
+
+fail:
+    png_destroy_read_struct(&d.png, &d.info, &d.end_info); /* accepts NULLs */
+    free(d.rows);
+    fv_image_free(d.img);
+    return status;
+}
+
+/* ---- PNG encoding ---- */
+
+struct png_encoder {
+    png_structp png;
+    png_infop info;
+    uint8_t *buffer;
+    size_t size, capacity;
+    bool out_of_memory;
+    char message[256];
+};
+
+static void png_on_write_error(png_structp png, png_const_charp message)
+{
+    struct png_encoder *e = png_get_error_ptr(png);
+    snprintf(e->message, sizeof e->message, "%s", message);
+    png_longjmp(png, 1);
+}
+
+static void png_on_write(png_structp png, png_bytep data, size_t length)
+{
+    struct png_encoder *e = png_get_io_ptr(png);
+    if (length > e->capacity - e->size) {
+        size_t needed = e->size + length;
+        size_t grown = e->capacity ? e->capacity : 65536;
+        while (grown < needed && grown <= SIZE_MAX / 2)
+            grown *= 2;
+        uint8_t *bigger = grown >= needed && needed >= length ? realloc(e->buffer, grown) : NULL;
+        if (!bigger) {
+            e->out_of_memory = true;
+            png_error(png, "out of memory");
+        }
+        e->buffer = bigger;
+        e->capacity = grown;
+    }
+    memcpy(e->buffer + e->size, data, length);
+    e->size += length;
+}
+
+static void png_on_flush(png_structp png)
+{
+    (void)png;
+}
+
+static enum fv_status png_encode_run(struct png_encoder *e, const struct fv_image *img)
+{
+    if (setjmp(png_jmpbuf(e->png)))
+        return e->out_of_memory ? FV_ERR_NOMEM : FV_ERR_INTERNAL;
+    png_set_write_fn(e->png, e, png_on_write, png_on_flush);
+    png_set_IHDR(e->png, e->info, (png_uint_32)img->width, (png_uint_32)img->height, 8,
+                 PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+                 PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(e->png, e->info);
+    for (int y = 0; y < img->height; y++)
+        png_write_row(e->png, fv_image_pixel_at(img, 0, y));
+    png_write_end(e->png, NULL);
+    return FV_OK;
+}
+
+enum fv_status fv_image_encode_png(const struct fv_image *img, uint8_t **out,
+                                   size_t *out_size, struct fv_error *err)
+{
+    struct png_encoder e;
+    memset(&e, 0, sizeof e);
+    enum fv_status status = fv_image_check_encodable(img, out, out_size, err);
+    if (status != FV_OK)
+        return status;
+    e.png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &e, png_on_write_error,
+                                    png_on_warning);
+    if (e.png)
+        e.info = png_create_info_struct(e.png);
+    if (!e.png || !e.info) {
+        status = fv_error_set(err, FV_ERR_NOMEM, "out of memory starting the PNG encoder");
+        goto fail;
+    }
+    status = png_encode_run(&e, img);
+    if (status != FV_OK) {
+        fv_error_set(err, status, "PNG encoding failed: %s", e.message);
+        goto fail;
+    }
+    png_destroy_write_struct(&e.png, &e.info);
+    *out = e.buffer;
+    *out_size = e.size;
+    return FV_OK;
+
+fail:
+    png_destroy_write_struct(&e.png, &e.info);
+    free(e.buffer);
+    return status;
+}

@@ -1,0 +1,468 @@
+/* image_resample.c - fv_image_resize and the resampler: PIL's BILINEAR, with AVX2 paths.
+ *
+ * For each output pixel PIL centres the triangle filter on the matching
+ * source position, widens it by the scale factor when shrinking, normalises
+ * the weights to sum 1 and turns them into fixed point with 22 fraction bits;
+ * the horizontal pass runs first and its uint8 result feeds the vertical one.
+ * The same doubles in the same order give the same weights as PIL. */
+#include "pipeline/image.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/cpu.h"
+#include "pipeline/image_internal.h"
+
+#define RESAMPLE_PRECISION_BITS 22
+
+struct resample_weights {
+    int taps;        /* weights per output pixel */
+    int *first;      /* first source pixel of each output pixel */
+    int *count;      /* how many source pixels it reads */
+    int32_t *weight; /* [output pixel][tap], fixed point */
+};
+
+static double triangle(double x)
+{
+    x = fabs(x);
+    return x < 1.0 ? 1.0 - x : 0.0;
+}
+
+static void resample_weights_free(struct resample_weights *w)
+{
+    free(w->first);
+    free(w->count);
+    free(w->weight);
+}
+
+static bool resample_weights_init(struct resample_weights *w, int in_size, int out_size)
+{
+    double scale = (double)in_size / out_size;
+    double filter_scale = scale < 1.0 ? 1.0 : scale;
+    double support = 1.0 * filter_scale; /* the triangle's support is 1 */
+    double *row = NULL;
+
+    memset(w, 0, sizeof *w);
+    if (ceil(support) > (INT_MAX - 1) / 2)
+        return false;
+    w->taps = (int)ceil(support) * 2 + 1;
+    if ((size_t)w->taps > SIZE_MAX / sizeof(int32_t) / (size_t)out_size)
+        return false;
+    w->first = malloc((size_t)out_size * sizeof *w->first);
+    w->count = malloc((size_t)out_size * sizeof *w->count);
+    w->weight = malloc((size_t)out_size * (size_t)w->taps * sizeof *w->weight);
+    row = malloc((size_t)w->taps * sizeof *row);
+    if (!w->first || !w->count || !w->weight || !row)
+        goto fail;
+
+    for (int out = 0; out < out_size; out++) {
+        double center = (out + 0.5) * scale;
+        double inverse = 1.0 / filter_scale;
+        int first = (int)(center - support + 0.5); /* truncation, as in PIL */
+        if (first < 0)
+            first = 0;
+        int last = (int)(center + support + 0.5);
+        if (last > in_size)
+            last = in_size;
+        int count = last - first;
+        double total = 0.0;
+        for (int k = 0; k < count; k++) {
+            row[k] = triangle((k + first - center + 0.5) * inverse);
+            total += row[k];
+        }
+        int32_t *fixed = w->weight + (size_t)out * (size_t)w->taps;
+        for (int k = 0; k < w->taps; k++) {
+            double value = k < count && total != 0.0 ? row[k] / total : 0.0;
+            fixed[k] = value < 0 ? (int32_t)(-0.5 + value * (1 << RESAMPLE_PRECISION_BITS))
+                                 : (int32_t)(0.5 + value * (1 << RESAMPLE_PRECISION_BITS));
+        }
+        w->first[out] = first;
+        w->count[out] = count;
+    }
+    free(row);
+    return true;
+
+fail:
+    free(row);
+    resample_weights_free(w);
+    return false;
+}
+
+/* The triangle filter's weights are non-negative and sum to 2^22 (give or take
+ * rounding), so 255 times their sum plus the rounding half fits in int32 with room
+ * to spare, as in PIL; int32 lets the compiler vectorise the loops. */
+static inline uint8_t resample_round(int32_t sum)
+{
+    sum >>= RESAMPLE_PRECISION_BITS;
+    return (uint8_t)(sum < 0 ? 0 : sum > 255 ? 255 : sum);
+}
+
+/* Rows resampled together by the horizontal pass: one vector lane per row. */
+#define RESAMPLE_ROWS 8
+
+typedef uint8_t v16u8 __attribute__((vector_size(16)));
+
+/* out[i][r] = in[r][i] for an 8 × 8 block of bytes, in three rounds of
+ * interleaving (bytes, pairs, quads). Pointers only cross the call, so it
+ * inlines into its callers. */
+static inline __attribute__((always_inline)) void transpose8x8(const uint8_t *const in[8],
+                                                               uint8_t *const out[8])
+{
+    v16u8 a[8], t[4], u[4], v[4];
+    for (int r = 0; r < 8; r++) {
+        a[r] = (v16u8){0};
+        memcpy(&a[r], in[r], 8);
+    }
+    for (int j = 0; j < 4; j++)
+        t[j] = __builtin_shufflevector(a[2 * j], a[2 * j + 1], 0, 16, 1, 17, 2, 18, 3, 19, 4, 20,
+                                       5, 21, 6, 22, 7, 23);
+    for (int j = 0; j < 2; j++) {
+        u[2 * j] = __builtin_shufflevector(t[2 * j], t[2 * j + 1], 0, 1, 16, 17, 2, 3, 18, 19, 4,
+                                           5, 20, 21, 6, 7, 22, 23);
+        u[2 * j + 1] = __builtin_shufflevector(t[2 * j], t[2 * j + 1], 8, 9, 24, 25, 10, 11, 26,
+                                               27, 12, 13, 28, 29, 14, 15, 30, 31);
+    }
+    /* u[0]: columns 0-3 of rows 0-3, u[2]: of rows 4-7; u[1], u[3]: columns 4-7 */
+    for (int j = 0; j < 2; j++) {
+        v[2 * j] = __builtin_shufflevector(u[j], u[j + 2], 0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7,
+                                           20, 21, 22, 23);
+        v[2 * j + 1] = __builtin_shufflevector(u[j], u[j + 2], 8, 9, 10, 11, 24, 25, 26, 27, 12,
+                                               13, 14, 15, 28, 29, 30, 31);
+    }
+    for (int i = 0; i < 4; i++) {
+        memcpy(out[2 * i], &v[i], 8);
+        memcpy(out[2 * i + 1], (const uint8_t *)&v[i] + 8, 8);
+    }
+}
+
+
+struct fv_resampler {
+    const struct fv_image *src;
+    /* src in blocks of eight rows, interleaved: byte (block, i, r) is byte i of
+     * row 8 · block + r (a short last block repeats its last row). */
+    uint8_t *rows;
+};
+
+/* One block of eight interleaved rows through the horizontal filter: staged
+ * gets byte (x, channel, lane) at (x · 3 + channel) · 8 + lane. */
+static void taps_generic(const uint8_t *block, const struct resample_weights *w, int out_w,
+                         uint8_t *staged)
+{
+    for (int x = 0; x < out_w; x++) {
+        const int32_t *weight = w->weight + (size_t)x * (size_t)w->taps;
+        const uint8_t *p = block + (size_t)w->first[x] * 3 * RESAMPLE_ROWS;
+        int32_t acc[3 * RESAMPLE_ROWS];
+        for (int i = 0; i < 3 * RESAMPLE_ROWS; i++)
+            acc[i] = 1 << (RESAMPLE_PRECISION_BITS - 1);
+        for (int k = 0; k < w->count[x]; k++, p += 3 * RESAMPLE_ROWS)
+            for (int i = 0; i < 3 * RESAMPLE_ROWS; i++)
+                acc[i] += (int32_t)p[i] * weight[k];
+        for (int i = 0; i < 3 * RESAMPLE_ROWS; i++)
+            staged[(size_t)x * 3 * RESAMPLE_ROWS + i] = resample_round(acc[i]);
+    }
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define AVX2 __attribute__((target("avx2")))
+
+/* Eight bytes widened to eight int32 lanes, times the weight, added to acc. */
+static inline __attribute__((always_inline)) AVX2 __m256i mac8(__m256i acc, const uint8_t *p,
+                                                               __m256i weight)
+{
+    __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p));
+    return _mm256_add_epi32(acc, _mm256_mullo_epi32(v, weight));
+}
+
+/* (acc >> 22) clamped to 0..255, as eight bytes at out. */
+static inline __attribute__((always_inline)) AVX2 void round8(__m256i acc, uint8_t *out)
+{
+    __m256i v = _mm256_srai_epi32(acc, RESAMPLE_PRECISION_BITS);
+    __m128i words = _mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    _mm_storel_epi64((__m128i *)(void *)out, _mm_packus_epi16(words, words));
+}
+
+static AVX2 void taps_avx2(const uint8_t *block, const struct resample_weights *w, int out_w,
+                           uint8_t *staged)
+{
+    const __m256i half = _mm256_set1_epi32(1 << (RESAMPLE_PRECISION_BITS - 1));
+    for (int x = 0; x < out_w; x++) {
+        const int32_t *weight = w->weight + (size_t)x * (size_t)w->taps;
+        const uint8_t *p = block + (size_t)w->first[x] * 3 * RESAMPLE_ROWS;
+        __m256i r = half, g = half, b = half;
+        for (int k = 0; k < w->count[x]; k++, p += 3 * RESAMPLE_ROWS) {
+            __m256i wk = _mm256_set1_epi32(weight[k]);
+            r = mac8(r, p, wk);
+            g = mac8(g, p + RESAMPLE_ROWS, wk);
+            b = mac8(b, p + 2 * RESAMPLE_ROWS, wk);
+        }
+        uint8_t *out = staged + (size_t)x * 3 * RESAMPLE_ROWS;
+        round8(r, out);
+        round8(g, out + RESAMPLE_ROWS);
+        round8(b, out + 2 * RESAMPLE_ROWS);
+    }
+}
+
+/* out[i] = (acc[i] >> 22) clamped to 0..255, for i < n8 (a multiple of 8). */
+static AVX2 void column_round_avx2(const int32_t *acc, uint8_t *out, size_t n8)
+{
+    for (size_t i = 0; i < n8; i += 8)
+        round8(_mm256_loadu_si256((const __m256i *)(const void *)(acc + i)), out + i);
+}
+
+/* acc[i] += p[i] · weight for i < n8 (a multiple of 8). */
+static AVX2 void column_mac_avx2(int32_t *acc, const uint8_t *p, size_t n8, int32_t weight)
+{
+    const __m256i wk = _mm256_set1_epi32(weight);
+    for (size_t i = 0; i < n8; i += 8) {
+        __m256i a = _mm256_loadu_si256((const __m256i *)(const void *)(acc + i));
+        _mm256_storeu_si256((__m256i *)(void *)(acc + i), mac8(a, p + i, wk));
+    }
+}
+
+/* The CPU level chosen for the process (model/cpu.h) decides, as for the networks. */
+static int resample_avx2(void)
+{
+    const enum fv_cpu_level level = fv_cpu_active_level();
+    return level == FV_CPU_AVX2 || level == FV_CPU_AVX512 || level == FV_CPU_AVX512_BF16;
+}
+#else
+/* Without x86 intrinsics: never chosen (resample_avx2() is 0). */
+static int resample_avx2(void) { return 0; }
+static void taps_avx2(const uint8_t *block, const struct resample_weights *w, int out_w,
+                      uint8_t *staged)
+{
+    taps_generic(block, w, out_w, staged);
+}
+static void column_round_avx2(const int32_t *acc, uint8_t *out, size_t n8)
+{
+    (void)acc, (void)out, (void)n8;
+}
+static void column_mac_avx2(int32_t *acc, const uint8_t *p, size_t n8, int32_t weight)
+{
+    (void)acc, (void)p, (void)n8, (void)weight;
+}
+#endif
+
+/* The horizontal pass for dst rows [0, dst->height), which read src rows
+ * row_offset.. Eight rows at a time from the interleaved copy: each tap is one
+ * vector multiply-add per channel for all eight rows (they share the weights).
+ * The sums are integers, so the result is PIL's exactly whatever the order.
+ * staged holds dst->width * 24 bytes, spare one row of dst. */
+static void resample_horizontal_rows(const struct fv_resampler *rs, struct fv_image *dst,
+                                            int row_offset, const struct resample_weights *w,
+                                            uint8_t *staged, uint8_t *spare)
+{
+    const size_t block_bytes = (size_t)rs->src->width * 3 * RESAMPLE_ROWS;
+    const int out_w = dst->width, first = row_offset, last = row_offset + dst->height;
+    const int use_avx2 = resample_avx2();
+    for (int yb = first / RESAMPLE_ROWS; yb * RESAMPLE_ROWS < last; yb++) {
+        const uint8_t *block = rs->rows + (size_t)yb * block_bytes;
+        if (use_avx2)
+            taps_avx2(block, w, out_w, staged);
+        else
+            taps_generic(block, w, out_w, staged);
+        /* back to rows: lanes outside [first, last) go to a scratch row */
+        uint8_t *rows[RESAMPLE_ROWS];
+        for (int lane = 0; lane < RESAMPLE_ROWS; lane++) {
+            int y = yb * RESAMPLE_ROWS + lane;
+            rows[lane] = y >= first && y < last ? fv_image_pixel_at(dst, 0, y - row_offset) : spare;
+        }
+        const int bytes = out_w * 3, b8 = bytes & ~7;
+        for (int i0 = 0; i0 < b8; i0 += 8) {
+            const uint8_t *in[8];
+            uint8_t *to[8];
+            for (int j = 0; j < 8; j++) {
+                in[j] = staged + (size_t)(i0 + j) * RESAMPLE_ROWS;
+                to[j] = rows[j] + i0;
+            }
+            transpose8x8(in, to);
+        }
+        for (int i = b8; i < bytes; i++)
+            for (int lane = 0; lane < RESAMPLE_ROWS; lane++)
+                rows[lane][i] = staged[(size_t)i * RESAMPLE_ROWS + lane];
+    }
+}
+
+/* As above with the buffer allocated here; false when out of memory. */
+static bool resample_horizontal(const struct fv_resampler *rs, struct fv_image *dst,
+                                int row_offset, const struct resample_weights *w)
+{
+    uint8_t *staged = malloc((size_t)dst->width * 3 * (RESAMPLE_ROWS + 1));
+    if (staged)
+        resample_horizontal_rows(rs, dst, row_offset, w, staged,
+                                 staged + (size_t)dst->width * 3 * RESAMPLE_ROWS);
+    free(staged);
+    return staged != NULL;
+}
+
+/* dst row y reads src rows first[y] - row_offset.. A whole row accumulates tap by
+ * tap in acc (stride values), which keeps the inner loop contiguous. */
+static void resample_vertical(const struct fv_image *src, struct fv_image *dst,
+                              int row_offset, const struct resample_weights *w, int32_t *acc)
+{
+    const size_t stride = (size_t)src->width * 3;
+    /* the first `vec` values of a row go through AVX2, the rest one by one */
+    const size_t vec = resample_avx2() ? stride & ~(size_t)7 : 0;
+    for (int y = 0; y < dst->height; y++) {
+        const int32_t *weight = w->weight + (size_t)y * (size_t)w->taps;
+        const uint8_t *column = fv_image_pixel_at(src, 0, w->first[y] - row_offset);
+        uint8_t *out = fv_image_pixel_at(dst, 0, y);
+        for (size_t i = 0; i < stride; i++)
+            acc[i] = 1 << (RESAMPLE_PRECISION_BITS - 1);
+        for (int k = 0; k < w->count[y]; k++) {
+            const uint8_t *p = column + (size_t)k * stride;
+            column_mac_avx2(acc, p, vec, weight[k]);
+            for (size_t i = vec; i < stride; i++)
+                acc[i] += (int32_t)p[i] * weight[k];
+        }
+        column_round_avx2(acc, out, vec);
+        for (size_t i = vec; i < stride; i++)
+            out[i] = resample_round(acc[i]);
+    }
+}
+
+/* Rows y0 .. y0 + 7 of src (the last row repeated past the end) into block,
+ * byte i of row y0 + r at i · 8 + r. */
+static void interleave_rows(const struct fv_image *src, int y0, uint8_t *block)
+{
+    const int bytes = src->width * 3, b8 = bytes & ~7;
+    const uint8_t *rows[RESAMPLE_ROWS];
+    for (int lane = 0; lane < RESAMPLE_ROWS; lane++)
+        rows[lane] = fv_image_pixel_at(src, 0,
+                                       y0 + lane < src->height ? y0 + lane : src->height - 1);
+    for (int i0 = 0; i0 < b8; i0 += 8) {
+        const uint8_t *in[8];
+        uint8_t *to[8];
+        for (int j = 0; j < 8; j++) {
+            in[j] = rows[j] + i0;
+            to[j] = block + (size_t)(i0 + j) * RESAMPLE_ROWS;
+        }
+        transpose8x8(in, to);
+    }
+    for (int i = b8; i < bytes; i++)
+        for (int lane = 0; lane < RESAMPLE_ROWS; lane++)
+            block[(size_t)i * RESAMPLE_ROWS + lane] = rows[lane][i];
+}
+
+struct fv_resampler *fv_resampler_new(const struct fv_image *src)
+{
+    if (!fv_image_is_valid(src))
+        return NULL;
+    struct fv_resampler *rs = calloc(1, sizeof *rs);
+    size_t blocks = ((size_t)src->height + RESAMPLE_ROWS - 1) / RESAMPLE_ROWS;
+    size_t row_bytes = (size_t)src->width * 3;
+    if (!rs || !(rs->rows = malloc(blocks * row_bytes * RESAMPLE_ROWS))) {
+        free(rs);
+        return NULL;
+    }
+    rs->src = src;
+    for (size_t yb = 0; yb < blocks; yb++)
+        interleave_rows(src, (int)(yb * RESAMPLE_ROWS), rs->rows + yb * row_bytes * RESAMPLE_ROWS);
+    return rs;
+}
+
+void fv_resampler_free(struct fv_resampler *rs)
+{
+    if (!rs)
+        return;
+    free(rs->rows);
+    free(rs);
+}
+
+enum fv_status fv_resampler_resize(const struct fv_resampler *rs, int width, int height,
+                                   struct fv_image **out, struct fv_error *err)
+{
+    struct resample_weights horizontal = {0}, vertical = {0};
+    struct fv_image *temp = NULL, *dst = NULL;
+    int32_t *acc = NULL;
+    enum fv_status status = FV_OK;
+
+    if (!out)
+        return fv_error_set(err, FV_ERR_INVALID_ARG, "fv_image_resize: NULL output");
+    *out = NULL;
+    if (!rs || !fv_image_is_valid(rs->src))
+        return fv_error_set(err, FV_ERR_INVALID_ARG, "fv_image_resize: no image");
+    const struct fv_image *src = rs->src;
+    if (width <= 0 || height <= 0)
+        return fv_error_set(err, FV_ERR_INVALID_ARG, "cannot resize to %dx%d", width, height);
+
+    bool need_horizontal = width != src->width, need_vertical = height != src->height;
+    if (!need_horizontal && !need_vertical) {
+        dst = fv_image_clone(src);
+        if (!dst)
+            goto fail;
+        *out = dst;
+        return FV_OK;
+    }
+    dst = fv_image_new(width, height);
+    if (!dst)
+        goto fail;
+    if (need_vertical && !resample_weights_init(&vertical, src->height, height))
+        goto fail;
+    if (need_horizontal && !resample_weights_init(&horizontal, src->width, width))
+        goto fail;
+    if (need_vertical && !(acc = malloc((size_t)width * 3 * sizeof *acc)))
+        goto fail;
+
+    if (need_horizontal && need_vertical) {
+        /* only the source rows the vertical pass will read */
+        int first = vertical.first[0];
+        int last = vertical.first[height - 1] + vertical.count[height - 1];
+        temp = fv_image_new(width, last - first);
+        if (!temp)
+            goto fail;
+        if (!resample_horizontal(rs, temp, first, &horizontal))
+            goto fail;
+        resample_vertical(temp, dst, first, &vertical, acc);
+    } else if (need_horizontal) {
+        if (!resample_horizontal(rs, dst, 0, &horizontal))
+            goto fail;
+    } else {
+        resample_vertical(src, dst, 0, &vertical, acc);
+    }
+    resample_weights_free(&horizontal);
+    resample_weights_free(&vertical);
+    fv_image_free(temp);
+    free(acc);
+    *out = dst;
+    return FV_OK;
+
+fail: /* every failure here is an allocation */
+    status = fv_error_set(err, FV_ERR_NOMEM, "out of memory resizing %dx%d to %dx%d",
+                          src->width, src->height, width, height);
+    resample_weights_free(&horizontal);
+    resample_weights_free(&vertical);
+    fv_image_free(temp);
+    fv_image_free(dst);
+    free(acc);
+    return status;
+}
+
+enum fv_status fv_image_resize(const struct fv_image *src, int width, int height,
+                               struct fv_image **out, struct fv_error *err)
+{
+    if (!out)
+        return fv_error_set(err, FV_ERR_INVALID_ARG, "fv_image_resize: NULL output");
+    *out = NULL;
+    if (!fv_image_is_valid(src))
+        return fv_error_set(err, FV_ERR_INVALID_ARG, "fv_image_resize: no image");
+    if (width <= 0 || height <= 0)
+        return fv_error_set(err, FV_ERR_INVALID_ARG, "cannot resize to %dx%d", width, height);
+    if (width == src->width) {
+        /* no horizontal pass: no interleaved copy needed */
+        struct fv_resampler direct = {src, NULL};
+        return fv_resampler_resize(&direct, width, height, out, err);
+    }
+    struct fv_resampler *rs = fv_resampler_new(src);
+    if (!rs)
+        return fv_error_set(err, FV_ERR_NOMEM, "out of memory resizing %dx%d to %dx%d",
+                            src->width, src->height, width, height);
+    enum fv_status st = fv_resampler_resize(rs, width, height, out, err);
+    fv_resampler_free(rs);
+    return st;
+}
