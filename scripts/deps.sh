@@ -5,7 +5,7 @@
 set -eu
 packages="gcc make pkg-config libjpeg62-turbo-dev libpng-dev libopenblas-dev liblapacke-dev
 libmicrohttpd-dev libcjson-dev libcriterion-dev libcurl4-openssl-dev curl openssl nodejs npm
-clang libclang-rt-14-dev wrk"
+clang libclang-rt-14-dev wrk libheif-examples webp libjpeg-turbo-progs"
 missing=""
 for p in $packages; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
