@@ -455,6 +455,15 @@ static enum fv_status crop_box(const struct crop_source *cs, const float *b, int
     struct fv_image *crop = fv_image_crop(from, x, y, w, h);
     if (!crop)
         return fv_error_set(err, FV_ERR_NOMEM, "out of memory cropping faces");
+    int k = (w < h ? w : h) / (2 * size);
+    k = k > 256 ? 256 : k;
+    if (from != cs->img && k >= 2) {
+        /* Finer pixels than needed: average blocks before the filter. */
+        struct fv_image *reduced = fv_image_reduce(crop, k);
+        fv_image_free(crop);
+        if (!(crop = reduced))
+            return fv_error_set(err, FV_ERR_NOMEM, "out of memory cropping faces");
+    }
     enum fv_status st = fv_image_resize(crop, size, size, out, err);
     fv_image_free(crop);
     return st;

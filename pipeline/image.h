@@ -94,6 +94,12 @@ enum fv_status fv_image_save(const struct fv_image *img, const char *path,
 enum fv_status fv_image_resize(const struct fv_image *src, int width, int height,
                                struct fv_image **out, struct fv_error *err);
 
+/* src averaged over k × k blocks, the last row and column of blocks partial
+ * where k does not divide the size, as PIL's Image.reduce does: a cheap first
+ * step when shrinking by a large factor, so that the antialiasing filter after
+ * it has a short support. NULL when k is not in 1..256 or out of memory. */
+struct fv_image *fv_image_reduce(const struct fv_image *src, int k);
+
 /* Several sizes of one source (an image pyramid): the resampler keeps the
  * source's rows in the layout the horizontal pass reads, so each further size
  * costs only its own filtering. Results are fv_image_resize's exactly. src must

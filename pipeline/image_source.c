@@ -159,5 +159,18 @@ enum fv_status fv_image_source_scaled(struct fv_image_source *s, int width, int 
     if (width < 1 || height < 1 || width > s->info.width || height > s->info.height)
         return fv_error_set(err, FV_ERR_INVALID_ARG, "cannot scale a %dx%d image to %dx%d",
                             s->info.width, s->info.height, width, height);
-    return fv_image_resize(s->full, width, height, out, err);
+    /* Shrinking by more than 4: average blocks first, keeping at least twice
+     * the target size for the filter (PIL's reducing_gap of 2). */
+    int k = s->info.width / (2 * width) < s->info.height / (2 * height)
+                ? s->info.width / (2 * width)
+                : s->info.height / (2 * height);
+    k = k > 256 ? 256 : k;
+    if (k < 2)
+        return fv_image_resize(s->full, width, height, out, err);
+    struct fv_image *reduced = fv_image_reduce(s->full, k);
+    if (!reduced)
+        return fv_error_set(err, FV_ERR_NOMEM, "out of memory reducing an image");
+    enum fv_status st = fv_image_resize(reduced, width, height, out, err);
+    fv_image_free(reduced);
+    return st;
 }
