@@ -20,7 +20,7 @@
 
 /* MTCNN's usual smallest face, in pixels of the image P-Net searches. */
 #define MIN_FACE_DEFAULT 20.0f
-#define DEFAULT_MAX_SIDE 1024
+#define DEFAULT_MAX_SIDE 640
 
 struct fv_detector {
     struct fv_model *net[3];

@@ -37,7 +37,7 @@ struct fv_face {
 };
 
 /* Detection runs on a copy of the image whose longer side is at most max_side
- * pixels (a 12-megapixel photo is searched at about 1 megapixel); R-Net and
+ * pixels (a 12-megapixel photo is searched at 640x480 by default); R-Net and
  * O-Net crops then read pixels at a resolution where the face is at least
  * twice the network's input, finer than that copy when the image has them.
  * Faces smaller than 20 pixels of that copy are not searched for unless
@@ -50,7 +50,7 @@ struct fv_detect_params {
                                 pixels of the copy detection runs on */
     float min_face_relative; /* the same as a fraction of the image's shorter side (0: unused);
                                 the larger of the two counts */
-    int max_side;            /* longer side of the copy detection runs on (default 1024;
+    int max_side;            /* longer side of the copy detection runs on (default 640;
                                 0: the full image) */
     float factor;        /* pyramid scale step (0.709) */
     float thresholds[3]; /* P-Net, R-Net, O-Net face probability (0.6, 0.7, 0.7) */
