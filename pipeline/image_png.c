@@ -86,7 +86,7 @@ static int png_find_orientation(png_structp png, png_infop info)
 }
 
 static enum fv_status png_decode_run(struct png_decoder *d, const struct fv_image_limits *limits,
-                                     struct fv_error *err)
+                                     bool header_only, struct fv_error *err)
 {
     if (setjmp(png_jmpbuf(d->png)))
         return FV_ERR_FORMAT; /* the message is written by the caller */
@@ -106,6 +106,10 @@ static enum fv_status png_decode_run(struct png_decoder *d, const struct fv_imag
     enum fv_status status = fv_image_check_dimensions(width, height, limits, "PNG", err);
     if (status != FV_OK)
         return status;
+    if (header_only) {
+        d->orientation = png_find_orientation(d->png, d->info);
+        return FV_OK;
+    }
 
     /* Every colour model to 8-bit RGB. Alpha (including tRNS, which palette
      * expansion turns into alpha) is dropped, keeping the stored colours as
@@ -144,51 +148,132 @@ static enum fv_status png_decode_run(struct png_decoder *d, const struct fv_imag
     return FV_OK;
 }
 
+/* Creates libpng's structures and runs the decoder, turning libpng's errors
+ * into ours. */
+static enum fv_status png_decoder_run(struct png_decoder *d, const uint8_t *data, size_t size,
+                                      const struct fv_image_limits *limits, bool header_only,
+                                      struct fv_error *err)
+{
+    memset(d, 0, sizeof *d);
+    d->data = data;
+    d->size = size;
+    d->orientation = 1;
+
+    enum fv_status status = png_check_header(data, size, limits, err);
+    if (status != FV_OK)
+        return status;
+    d->png = png_create_read_struct(PNG_LIBPNG_VER_STRING, d, png_on_error, png_on_warning);
+    if (d->png) {
+        d->info = png_create_info_struct(d->png);
+        d->end_info = png_create_info_struct(d->png);
+    }
+    if (!d->png || !d->info || !d->end_info)
+        return fv_error_set(err, FV_ERR_NOMEM, "out of memory starting the PNG decoder");
+    d->message[0] = '\0';
+    status = png_decode_run(d, limits, header_only, err);
+    if (status == FV_ERR_FORMAT && d->message[0]) {
+        /* came through png_error() */
+        if (d->truncated)
+            fv_error_set(err, status, "truncated PNG");
+        else if (strstr(d->message, "ut of memory"))
+            status = fv_error_set(err, FV_ERR_NOMEM, "out of memory decoding PNG");
+        else
+            fv_error_set(err, status, "corrupt PNG: %s", d->message);
+    }
+    return status;
+}
+
+static void png_decoder_free(struct png_decoder *d)
+{
+    png_destroy_read_struct(&d->png, &d->info, &d->end_info); /* accepts NULLs */
+    free(d->rows);
+    fv_image_free(d->img);
+}
+
 enum fv_status fv_png_decode(const uint8_t *data, size_t size,
                              const struct fv_image_limits *limits, struct fv_image **out,
                              int *orientation, struct fv_error *err)
 {
     struct png_decoder d;
-    memset(&d, 0, sizeof d);
-    d.data = data;
-    d.size = size;
-    d.orientation = 1;
+    enum fv_status status = png_decoder_run(&d, data, size, limits, false, err);
+    if (status == FV_OK) {
+        *out = d.img;
+        *orientation = d.orientation;
+        d.img = NULL;
+    }
+    png_decoder_free(&d);
+    return status;
+}
 
-    enum fv_status status = png_check_header(data, size, limits, err);
+/* The CRC-32 of ISO 3309 that every PNG chunk ends with, four bits at a time. */
+static uint32_t png_crc(const uint8_t *p, size_t n)
+{
+    static const uint32_t nibble[16] = {
+        0x00000000, 0x1db71064, 0x3b6e20c8, 0x26d930ac, 0x76dc4190, 0x6b6b51f4,
+        0x4db26158, 0x5005713c, 0xedb88320, 0xf00f9344, 0xd6d6a3e8, 0xcb61b38c,
+        0x9b64c2b0, 0x86d3d2d4, 0xa00ae278, 0xbdbdf21c};
+    uint32_t crc = 0xffffffffu;
+    for (size_t i = 0; i < n; i++) {
+        crc ^= p[i];
+        crc = (crc >> 4) ^ nibble[crc & 15];
+        crc = (crc >> 4) ^ nibble[crc & 15];
+    }
+    return ~crc;
+}
+
+/* The orientation in the first eXIf chunk after the image data that libpng
+ * keeps (at least two bytes, a TIFF byte order, a correct CRC, within the
+ * chunk size limit), found by walking the chunks without inflating the image;
+ * 1 when there is none, -1 when the data ends before IEND. libpng reads such a
+ * chunk only in png_read_end(), after the pixels. */
+static int png_orientation_after_image(const uint8_t *data, size_t size)
+{
+    bool after_image = false;
+    for (size_t at = 8; size - at >= 12;) {
+        uint32_t length = read_be32(data + at);
+        const uint8_t *type = data + at + 4, *body = data + at + 8;
+        if (length > PNG_UINT_31_MAX || length > size - at - 12)
+            return -1;
+        if (memcmp(type, "IEND", 4) == 0)
+            return 1;
+        if (memcmp(type, "IDAT", 4) == 0)
+            after_image = true;
+        else if (after_image && memcmp(type, "eXIf", 4) == 0 && length >= 2 &&
+                 length <= PNG_MAX_CHUNK_BYTES && body[0] == body[1] &&
+                 (body[0] == 'I' || body[0] == 'M') &&
+                 png_crc(type, 4 + (size_t)length) == read_be32(body + length))
+            return fv_exif_orientation(body, length);
+        at += 12 + (size_t)length;
+    }
+    return -1;
+}
+
+enum fv_status fv_png_probe(const uint8_t *data, size_t size,
+                            const struct fv_image_limits *limits, struct fv_image_info *info,
+                            struct fv_error *err)
+{
+    struct png_decoder d;
+    enum fv_status status = png_decoder_run(&d, data, size, limits, true, err);
     if (status != FV_OK)
         goto fail;
-    d.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &d, png_on_error, png_on_warning);
-    if (d.png) {
-        d.info = png_create_info_struct(d.png);
-        d.end_info = png_create_info_struct(d.png);
-    }
-    if (!d.png || !d.info || !d.end_info) {
-        status = fv_error_set(err, FV_ERR_NOMEM, "out of memory starting the PNG decoder");
+    int orientation = d.orientation;
+    if (orientation == 1)
+        orientation = png_orientation_after_image(data, size);
+    if (orientation < 0) {
+        status = fv_error_set(err, FV_ERR_FORMAT, "truncated PNG");
         goto fail;
     }
-    d.message[0] = '\0';
-    status = png_decode_run(&d, limits, err);
-    if (status == FV_ERR_FORMAT && d.message[0]) {
-        /* came through png_error() */
-        if (d.truncated)
-            fv_error_set(err, status, "truncated PNG");
-        else if (strstr(d.message, "ut of memory"))
-            status = fv_error_set(err, FV_ERR_NOMEM, "out of memory decoding PNG");
-        else
-            fv_error_set(err, status, "corrupt PNG: %s", d.message);
-    }
-    if (status != FV_OK)
-        goto fail;
-    png_destroy_read_struct(&d.png, &d.info, &d.end_info);
-    free(d.rows);
-    *out = d.img;
-    *orientation = d.orientation;
+    bool transposed = orientation >= 5 && orientation <= 8;
+    info->format = "PNG";
+    info->width = (int)(transposed ? png_get_image_height(d.png, d.info)
+                                   : png_get_image_width(d.png, d.info));
+    info->height = (int)(transposed ? png_get_image_width(d.png, d.info)
+                                    : png_get_image_height(d.png, d.info));
+    png_decoder_free(&d);
     return FV_OK;
 
 fail:
-    png_destroy_read_struct(&d.png, &d.info, &d.end_info); /* accepts NULLs */
-    free(d.rows);
-    fv_image_free(d.img);
+    png_decoder_free(&d);
     return status;
 }
 

@@ -961,6 +961,128 @@ Test(image, mutated_files_fail_cleanly)
     fv_image_free(img);
 }
 
+/* ---- probing ---- */
+
+/* png with an eXIf chunk holding `tiff` inserted just before IEND, after the
+ * image data, where libpng reads it only in png_read_end(). */
+static uint8_t *png_with_trailing_exif(const uint8_t *png, size_t size, const uint8_t *tiff,
+                                       uint32_t n, bool bad_crc, size_t *out_size)
+{
+    struct buffer b = {0};
+    buffer_append(&b, png, size - 12);
+    append_chunk(&b, "eXIf", tiff, n);
+    if (bad_crc)
+        b.data[b.size - 1] ^= 1;
+    buffer_append(&b, png + size - 12, 12);
+    *out_size = b.size;
+    return b.data;
+}
+
+/* fv_image_probe gives the size fv_image_decode's image has, and the format. */
+static void expect_probe_matches_decode(const uint8_t *data, size_t size, const char *format)
+{
+    struct fv_image_info info = {0};
+    struct fv_error err = {0};
+    cr_assert_eq(fv_image_probe(data, size, NULL, &info, &err), FV_OK, "%s", err.message);
+    struct fv_image *img = decode_ok(data, size);
+    cr_expect_str_eq(info.format, format);
+    cr_expect(info.width == img->width && info.height == img->height,
+              "probe %dx%d, decode %dx%d", info.width, info.height, img->width, img->height);
+    fv_image_free(img);
+}
+
+Test(image, probe_gives_format_and_upright_size)
+{
+    struct fv_image *src = quadrant_image(64, 32);
+    size_t size, png_size;
+    uint8_t *jpeg = encode_jpeg(src, 90, &size);
+    uint8_t *png = encode_png(src, &png_size);
+    expect_probe_matches_decode(jpeg, size, "JPEG");
+    expect_probe_matches_decode(png, png_size, "PNG");
+    for (int orientation = 1; orientation <= 8; orientation++) {
+        size_t with_size;
+        uint8_t *with = splice_exif(jpeg, size, orientation, orientation % 2, &with_size);
+        expect_probe_matches_decode(with, with_size, "JPEG");
+        free(with);
+
+        uint8_t tiff[64];
+        uint32_t n = (uint32_t)make_exif_tiff(tiff, orientation, orientation % 2);
+        struct png_spec spec = {.width = 64, .height = 32, .color_type = PNG_COLOR_TYPE_RGB,
+                                .depth = 8, .rows = src->rgb, .row_bytes = 64 * 3,
+                                .exif = tiff, .exif_size = n};
+        with = write_png_raw(&spec, &with_size); /* eXIf before the image data */
+        expect_probe_matches_decode(with, with_size, "PNG");
+        free(with);
+        for (int bad_crc = 0; bad_crc <= 1; bad_crc++) {
+            /* libpng drops an ancillary chunk whose CRC is wrong: no rotation */
+            with = png_with_trailing_exif(png, png_size, tiff, n, bad_crc, &with_size);
+            expect_probe_matches_decode(with, with_size, "PNG");
+            struct fv_image_info info = {0};
+            cr_assert_eq(fv_image_probe(with, with_size, NULL, &info, NULL), FV_OK);
+            cr_expect_eq(info.width, orientation >= 5 && !bad_crc ? 32 : 64);
+            free(with);
+        }
+    }
+    struct fv_image_info info = {0};
+    size_t with_size;
+    uint8_t *with = splice_exif(jpeg, size, 6, false, &with_size);
+    cr_assert_eq(fv_image_probe(with, with_size, NULL, &info, NULL), FV_OK);
+    cr_expect(info.width == 32 && info.height == 64, "orientation 6: %dx%d", info.width,
+              info.height);
+    free(with);
+    free(png);
+    free(jpeg);
+    fv_image_free(src);
+}
+
+/* Probing refuses what decoding refuses, with the same status and message,
+ * from the header alone: a header claiming 20000 x 20000 pixels is probed
+ * without its pixels when there is no pixel limit. */
+Test(image, probe_errors_are_decode_errors)
+{
+    struct fv_image *img = random_image(40, 30, 17);
+    size_t jpeg_size, png_size;
+    uint8_t *jpeg = encode_jpeg(img, 90, &jpeg_size);
+    uint8_t *png = encode_png(img, &png_size);
+    struct buffer bomb = png_with_header(20000, 20000);
+    struct fv_image_limits small = {.max_bytes = 0, .max_pixels = 1000};
+    struct fv_image_limits few_bytes = {.max_bytes = 100, .max_pixels = 0};
+    const struct {
+        const uint8_t *data;
+        size_t size;
+        const struct fv_image_limits *limits;
+    } cases[] = {
+        {jpeg, 0, NULL},           {jpeg, 20, NULL},          {jpeg, jpeg_size, &small},
+        {jpeg, jpeg_size, &few_bytes}, {png, 30, NULL},       {png, png_size, &small},
+        {png, png_size / 2, NULL}, {bomb.data, bomb.size, NULL},
+        {(const uint8_t *)"GIF89a\x01\x00\x01\x00\x00\x00", 12, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        struct fv_error decode_err = {0}, probe_err = {0};
+        struct fv_image *out = NULL;
+        struct fv_image_info info = {0};
+        enum fv_status decoded = fv_image_decode(cases[i].data, cases[i].size, cases[i].limits,
+                                                 &out, &decode_err);
+        enum fv_status probed = fv_image_probe(cases[i].data, cases[i].size, cases[i].limits,
+                                               &info, &probe_err);
+        cr_expect_neq(decoded, FV_OK, "case %zu decoded", i);
+        cr_expect_eq(probed, decoded, "case %zu: probe %d (%s), decode %d (%s)", i, probed,
+                     probe_err.message, decoded, decode_err.message);
+        cr_expect_str_eq(probe_err.message, decode_err.message, "case %zu", i);
+        fv_image_free(out);
+    }
+    struct fv_image_limits unlimited = {0};
+    struct fv_image_info info = {0};
+    cr_expect_eq(fv_image_probe(bomb.data, bomb.size, &unlimited, &info, NULL), FV_OK);
+    cr_expect(info.width == 20000 && info.height == 20000);
+    cr_expect_eq(fv_image_probe(NULL, 5, NULL, &info, NULL), FV_ERR_INVALID_ARG);
+    cr_expect_eq(fv_image_probe(png, png_size, NULL, NULL, NULL), FV_ERR_INVALID_ARG);
+    free(bomb.data);
+    free(png);
+    free(jpeg);
+    fv_image_free(img);
+}
+
 /* ---- files ---- */
 
 Test(image, save_and_load)
