@@ -21,6 +21,9 @@
 /* MTCNN's usual smallest face, in pixels of the image P-Net searches. */
 #define MIN_FACE_DEFAULT 20.0f
 #define DEFAULT_MAX_SIDE 640
+/* Finer pixels read for R-Net and O-Net crops: at most this many times the
+ * pixels of the copy P-Net searched. */
+#define FINE_BUDGET 4.0
 
 struct fv_detector {
     struct fv_model *net[3];
@@ -424,6 +427,14 @@ static enum fv_status prepare_crops(struct crop_source *cs, const struct candida
     if (scale == 0)
         return FV_OK;
     scale = fmin(scale, 1.0);
+    /* One tiny candidate must not make the whole region decode at full size:
+     * the region gets at most FINE_BUDGET times the pixels P-Net searched (and
+     * at least a megapixel); the smallest boxes then read somewhat coarser
+     * pixels, still finer than the copy's. */
+    double area = (x1 - x0) * (y1 - y0) * scale * scale;
+    double budget = fmax(1e6, FINE_BUDGET * (double)cs->img->width * cs->img->height);
+    if (area > budget)
+        scale *= sqrt(budget / area);
     double margin = 2.0 / scale + 1;
     int rx = (int)fmax(floor(x0 - margin), -1e9), ry = (int)fmax(floor(y0 - margin), -1e9);
     int rw = (int)fmin(ceil(x1 + margin) - rx, 1e9), rh = (int)fmin(ceil(y1 + margin) - ry, 1e9);

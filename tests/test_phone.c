@@ -117,7 +117,12 @@ static int best_match(const float *box, const struct fv_face *faces, int n, floa
  * beyond). MTCNN's landmarks move by a few percent of the inter-ocular
  * distance whenever its candidate boxes do, which any change of pixels (scale,
  * JPEG blocks) causes: the exact algorithm at full size on these 2.1x copies
- * is 5-13% off its own result on the sample at worst. Returns the median. */
+ * is 5-13% off its own result on the sample at worst, and the eight EXIF
+ * orientations of one photo (the same picture, different JPEG blocks) give
+ * medians of 1.1-3.1% and worst landmarks of 3-10% against the sample. The
+ * bounds below sit above that noise; a wrong mapping between the copy, the
+ * finer crops and the full image moves every landmark by much more. Returns
+ * the median. */
 static double expect_same_faces(struct fv_pipeline_worker *w, int max_side, const struct geometry *g,
                               double median_tolerance)
 {
@@ -196,7 +201,7 @@ static double check_files(const char *prefix, const char *suffix)
     int n = read_geometry(g, 64), checked = 0;
     struct fv_pipeline_params defaults;
     fv_pipeline_default_params(&defaults);
-    int max_side = getenv("PMS") ? atoi(getenv("PMS")) : defaults.detect.max_side;
+    int max_side = defaults.detect.max_side;
     struct fv_pipeline *pipe = open_pipeline(max_side);
     struct fv_pipeline_worker *w;
     struct fv_error err = {0};
@@ -206,7 +211,7 @@ static double check_files(const char *prefix, const char *suffix)
         if (strncmp(g[i].file, prefix, strlen(prefix)) != 0 || lf < ls ||
             strcmp(g[i].file + lf - ls, suffix) != 0)
             continue;
-        medians[checked++] = expect_same_faces(w, max_side, &g[i], 0.05);
+        medians[checked++] = expect_same_faces(w, max_side, &g[i], 0.06);
     }
     cr_expect_gt(checked, 0, "no %s*%s photo listed in geometry.txt", prefix, suffix);
     fv_pipeline_worker_free(w);
@@ -218,7 +223,7 @@ static double check_files(const char *prefix, const char *suffix)
 Test(phone, six_samples_at_4032_find_the_sample_faces, .timeout = 300)
 {
     double median = check_files("sample", "-4032.jpg");
-    cr_expect_leq(median, 0.03, "median landmark error over the six photos %.2f%%",
+    cr_expect_leq(median, 0.04, "median landmark error over the six photos %.2f%%",
                   100 * median);
 }
 
