@@ -172,8 +172,12 @@ void fv_image_source_free(struct fv_image_source *src);
 const struct fv_image_info *fv_image_source_info(const struct fv_image_source *src);
 /* The part of the upright image covering the rectangle (x, y, w, h) of the
  * full-size image (clamped to it), at a scale of at least min_scale (at most 1:
- * never enlarged). The part returned may be larger and finer than asked;
- * *window says where it lies. *out is owned by the caller. */
+ * never enlarged), except for a large progressive JPEG, which is decoded once
+ * with its longer side at least 2048 pixels and read from that. The part
+ * returned may be larger and finer than asked; *window says where it lies.
+ * *out is owned by the caller. A rectangle wholly outside the image is
+ * FV_ERR_INVALID_ARG; a JPEG found corrupt or truncated only now is
+ * FV_ERR_FORMAT. */
 enum fv_status fv_image_source_read(struct fv_image_source *src, float min_scale, int x, int y,
                                     int w, int h, struct fv_image **out,
                                     struct fv_image_window *window, struct fv_error *err);

@@ -4,6 +4,7 @@
 #include <stdint.h>
 
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,50 @@
  * large one is decoded once, at the smallest DCT scale whose longer side
  * reaches this, and every part is read from that. */
 #define PROGRESSIVE_LONG_SIDE 2048
+
+/* Decodings that hold a whole large image (a progressive JPEG's coefficients,
+ * a PNG, HEIF or WebP's pixels) share this many bytes across the process; one
+ * that would exceed it waits until the others finish (and runs alone when it
+ * needs more by itself), so that workers decoding large photos at once stay
+ * within a bound: two 40-megapixel progressive JPEGs are decoded one after
+ * the other rather than costing 240 MB at once. */
+#define DECODE_MEMORY_BUDGET ((uint64_t)256 << 20)
+/* Decodings smaller than this pass freely. */
+#define DECODE_MEMORY_FREE ((uint64_t)16 << 20)
+
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
+static uint64_t gate_used;
+
+/* Reserves need bytes of the budget; returns what to give back. */
+static uint64_t gate_enter(uint64_t need)
+{
+    if (need < DECODE_MEMORY_FREE)
+        return 0;
+    pthread_mutex_lock(&gate_lock);
+    while (gate_used > 0 && gate_used + need > DECODE_MEMORY_BUDGET)
+        pthread_cond_wait(&gate_cond, &gate_lock);
+    gate_used += need;
+    pthread_mutex_unlock(&gate_lock);
+    return need;
+}
+
+static void gate_leave(uint64_t held)
+{
+    if (!held)
+        return;
+    pthread_mutex_lock(&gate_lock);
+    gate_used -= held;
+    pthread_cond_broadcast(&gate_cond);
+    pthread_mutex_unlock(&gate_lock);
+}
+
+/* What decoding a whole width × height image costs at most: the RGB result
+ * and as much again for the decoder's own planes or coefficients. */
+static uint64_t decode_cost(const struct fv_image_info *info)
+{
+    return (uint64_t)info->width * info->height * 6;
+}
 
 /* A decoded part of the upright image and where it lies. */
 struct part {
@@ -88,8 +133,11 @@ enum fv_status fv_image_source_open(const uint8_t *data, size_t size,
         *out = s;
         return FV_OK;
     }
-    if (st == FV_OK)
+    if (st == FV_OK) {
+        uint64_t held = gate_enter(decode_cost(&s->info));
         st = fv_image_decode(data, size, &s->limits, &s->owned, err);
+        gate_leave(held);
+    }
     if (st) {
         fv_image_source_free(s);
         return st;
@@ -210,12 +258,20 @@ static enum fv_status decode_whole(struct fv_image_source *s, double scale, stru
     if (s->whole.img)
         return FV_OK;
     if (s->progressive) {
+        /* Any M/8 here: the entropy decoding of every scan, not the IDCT,
+         * is what a progressive JPEG costs. */
         int longer = s->info.width > s->info.height ? s->info.width : s->info.height;
         scale = fmax(scale, fmin(1.0, (double)PROGRESSIVE_LONG_SIDE / longer));
+        scale = fmin(1.0, ceil(scale * 8 - 1e-6) / 8);
+    } else {
+        scale = dct_scale(scale);
     }
-    scale = dct_scale(scale);
-    return fv_jpeg_decode_region(s->data, s->size, &s->limits, (float)scale, 0, 0, s->info.width,
-                                 s->info.height, &s->whole.img, &s->whole.window, err);
+    uint64_t held = s->progressive ? gate_enter(decode_cost(&s->info)) : 0;
+    enum fv_status st = fv_jpeg_decode_region(s->data, s->size, &s->limits, (float)scale, 0, 0,
+                                              s->info.width, s->info.height, &s->whole.img,
+                                              &s->whole.window, err);
+    gate_leave(held);
+    return st;
 }
 
 /* Whether part p holds the full-size rectangle at a scale of at least scale. */
