@@ -2,6 +2,7 @@
 #include "pipeline/image_internal.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdbool.h>
@@ -17,6 +18,19 @@
  * large image make libjpeg walk its coefficient buffer once per scan. */
 #define JPEG_MAX_SCANS 500
 
+/* A progressive (or any multi-scan) JPEG is decoded from a buffer holding
+ * every DCT coefficient of the image: 64 of 2 bytes per 8x8 block of each
+ * component, so 2 bytes per pixel for each component at full resolution.
+ * libjpeg's memory is bounded by what the largest image within the pixel limit
+ * can need, four full-resolution components (CMYK 4:4:4) at 8 bytes per pixel,
+ * plus room for its row buffers; with no pixel limit, by what the default
+ * limit allows. A 40-megapixel progressive 4:2:0 photo needs 120 MB for its
+ * coefficients (and the decoded RGB another 120 MB), and decodes whatever the
+ * scale. libjpeg-turbo has no backing store, so an image that needs more is
+ * refused. */
+#define JPEG_COEFFICIENT_BYTES_PER_PIXEL 8
+#define JPEG_WORKING_BYTES ((uint64_t)32 * 1024 * 1024)
+
 /* ---- libjpeg error handling, shared by decoding and encoding ---- */
 
 struct jpeg_error_context {
@@ -25,6 +39,7 @@ struct jpeg_error_context {
     enum fv_status status;
     bool truncated;
     bool too_many_scans;
+    bool over_memory; /* needed more than cinfo->mem->max_memory_to_use */
     char message[JMSG_LENGTH_MAX];
 };
 
@@ -34,6 +49,10 @@ static void jpeg_on_error(j_common_ptr cinfo)
     cinfo->err->format_message(cinfo, context->message);
     switch (cinfo->err->msg_code) {
     case JERR_IMAGE_TOO_BIG: context->status = FV_ERR_TOO_LARGE; break;
+    case JERR_NO_BACKING_STORE: /* asked for more than max_memory_to_use */
+        context->status = FV_ERR_TOO_LARGE;
+        context->over_memory = true;
+        break;
     case JERR_OUT_OF_MEMORY: context->status = FV_ERR_NOMEM; break;
     case JERR_CONVERSION_NOTIMPL:
     case JERR_NOT_COMPILED:
@@ -210,6 +229,19 @@ static enum fv_status clamp_to_upright(struct jpeg_request *r, int orientation,
     return FV_OK;
 }
 
+/* The most memory libjpeg may use decoding one image (see
+ * JPEG_COEFFICIENT_BYTES_PER_PIXEL), in bytes. */
+static long jpeg_memory_bound(const struct fv_image_limits *limits)
+{
+    struct fv_image_limits defaults;
+    fv_image_default_limits(&defaults);
+    uint64_t pixels = limits->max_pixels ? limits->max_pixels : defaults.max_pixels;
+    uint64_t most = (LONG_MAX - JPEG_WORKING_BYTES) / JPEG_COEFFICIENT_BYTES_PER_PIXEL;
+    if (pixels > most)
+        pixels = most;
+    return (long)(pixels * JPEG_COEFFICIENT_BYTES_PER_PIXEL + JPEG_WORKING_BYTES);
+}
+
 /* Whether the data left unread from here on holds the EOI marker: a decoder
  * that stops after the rows it needs must still tell a truncated file, as a
  * whole decode would. In entropy-coded data a 0xff byte is always followed by
@@ -239,6 +271,7 @@ static enum fv_status jpeg_decode_run(struct jpeg_decoder *d, const uint8_t *dat
         return d->error.status; /* the message is written by the caller */
 
     jpeg_create_decompress(&d->cinfo);
+    d->cinfo.mem->max_memory_to_use = jpeg_memory_bound(limits);
     d->progress.progress_monitor = jpeg_on_progress;
     d->cinfo.progress = &d->progress;
     jpeg_mem_src(&d->cinfo, data, (unsigned long)size);
@@ -370,6 +403,10 @@ static enum fv_status jpeg_decoder_run(struct jpeg_decoder *d, const uint8_t *da
     else if (d->error.too_many_scans)
         fv_error_set(err, status, "corrupt JPEG: more than %d progressive scans",
                      JPEG_MAX_SCANS);
+    else if (d->error.over_memory)
+        fv_error_set(err, status, "image too large: this %ux%u JPEG needs more than %ld MB "
+                     "to decode", d->cinfo.image_width, d->cinfo.image_height,
+                     d->cinfo.mem->max_memory_to_use / 1000000);
     else if (status == FV_ERR_TOO_LARGE)
         fv_error_set(err, status, "image too large: %ux%u pixels, JPEG allows at most "
                      "%ld per side", d->cinfo.image_width, d->cinfo.image_height,
