@@ -111,8 +111,10 @@ int fv_cmd_detect(int argc, char **argv)
     const struct fv_image_info *info = fv_image_source_info(src);
     double t1 = now_ms();
     struct fv_face *all = NULL;
-    if (fv_detect_source(ctx, src, &o.params.detect, &all, &n, &err))
+    if (fv_detect_source(ctx, src, &o.params.detect, &all, &n, &err)) {
+        fv_error_prefix(&err, "%s: ", pos[0]); /* a large JPEG found corrupt only now */
         goto done;
+    }
     double t2 = now_ms();
     faces = all;
     if (o.json) {
@@ -201,8 +203,11 @@ int fv_cmd_align(int argc, char **argv)
     rc = 2;
     if (fv_image_source_load(pos[0], &o.params.limits, &src, &err) ||
         fv_cli_pipeline_open(&o, &pipe, &err) || fv_pipeline_worker_new(pipe, &w, &err) ||
-        fv_pipeline_detect_source(w, src, o.policy, &faces, &n, &err))
+        fv_pipeline_detect_source(w, src, o.policy, &faces, &n, &err)) {
+        if (src && !strstr(err.message, pos[0]))
+            fv_error_prefix(&err, "%s: ", pos[0]);
         goto done;
+    }
     if (n == 0) {
         fv_error_set(&err, FV_ERR_NO_FACE, "%s: no face found", pos[0]);
         goto done;
