@@ -17,7 +17,8 @@ FUZZ_BUILD    := build-fuzz
 FUZZ_SAN      := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                  -fno-omit-frame-pointer
 FUZZ_CFLAGS   := -O1 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -I. -pthread $(FUZZ_SAN)
-FUZZ_LDLIBS   := -lmicrohttpd -lcjson -ljpeg -lpng -llapacke -lopenblas -lm -pthread
+FUZZ_LDLIBS   := -lmicrohttpd -lcjson -ljpeg -lpng -lheif -lwebp -lwebpdemux -llapacke \
+                 -lopenblas -lm -pthread
 FUZZ_NAMES    := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS     := $(foreach n,$(FUZZ_NAMES),$(FUZZ_BUILD)/fuzz_$(n))
 FUZZ_LIB_SRCS := $(foreach m,api eval pipeline model,$(wildcard $(m)/*.c))
