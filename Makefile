@@ -15,7 +15,7 @@ SANITIZE ?=
 CFLAGS   ?= $(OPT) -g
 CFLAGS   += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -I. -pthread $(SANITIZE)
 LDFLAGS  += -pthread $(SANITIZE)
-LDLIBS   += -lmicrohttpd -lcjson -ljpeg -lpng -llapacke -lopenblas -lm
+LDLIBS   += -lmicrohttpd -lcjson -ljpeg -lpng -lheif -lwebp -lwebpdemux -llapacke -lopenblas -lm
 TEST_LDLIBS = -lcriterion -lcurl
 
 MODULES  := api eval pipeline model

@@ -1,7 +1,8 @@
 # fuzz.mk - libFuzzer harnesses for every parser of untrusted input, and the
 # hostile-input run against a live server.
 #
-#   make fuzz                  build build-fuzz/fuzz_* with clang (libFuzzer + ASan + UBSan)
+#   make fuzz                  build build-fuzz/fuzz_* with clang (libFuzzer + ASan + UBSan),
+#                              and the HEIF/AVIF and WebP seeds into build-fuzz/seeds/
 #   make fuzz-run SECONDS=60   run each harness for SECONDS on a copy of its seed corpus;
 #                              fails on any crash, leak, timeout or sanitizer report
 #   make hostile               thousands of malformed requests against ./facever serve
@@ -17,7 +18,8 @@ FUZZ_BUILD    := build-fuzz
 FUZZ_SAN      := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                  -fno-omit-frame-pointer
 FUZZ_CFLAGS   := -O1 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -I. -pthread $(FUZZ_SAN)
-FUZZ_LDLIBS   := -lmicrohttpd -lcjson -ljpeg -lpng -llapacke -lopenblas -lm -pthread
+FUZZ_LDLIBS   := -lmicrohttpd -lcjson -ljpeg -lpng -lheif -lwebp -lwebpdemux -llapacke \
+                 -lopenblas -lm -pthread
 FUZZ_NAMES    := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS     := $(foreach n,$(FUZZ_NAMES),$(FUZZ_BUILD)/fuzz_$(n))
 FUZZ_LIB_SRCS := $(foreach m,api eval pipeline model,$(wildcard $(m)/*.c))
@@ -26,9 +28,19 @@ FUZZ_LIB_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(FUZZ_LIB_SRCS)) \
 SECONDS       ?= 60
 FUZZ_JOBS     ?= 1
 
+FUZZ_SEEDS    := $(FUZZ_BUILD)/seeds/.stamp
+
 .PHONY: fuzz fuzz-run hostile
 
-fuzz: $(FUZZ_BINS)
+fuzz: $(FUZZ_BINS) $(FUZZ_SEEDS)
+
+# Seeds that only external encoders make (heif-enc, cwebp, img2webp) are made here,
+# at set-up, rather than committed under tests/fuzz/corpus/; run.sh adds them to
+# the committed ones.
+$(FUZZ_SEEDS): tests/fuzz/make_format_seeds.sh | $(FUZZ_BUILD)/.gitignore
+	@rm -rf $(FUZZ_BUILD)/seeds
+	sh tests/fuzz/make_format_seeds.sh $(FUZZ_BUILD)/seeds
+	@touch $@
 
 # A .gitignore inside the folder keeps it out of `git status` on its own.
 $(FUZZ_BUILD)/.gitignore:

@@ -12,7 +12,8 @@
  *
  * Decoding treats its input as hostile: it checks the size of the encoded
  * bytes and the declared pixel count against the limits before allocating
- * pixel memory, never prints, and never lets libjpeg or libpng exit.
+ * pixel memory, never prints, and never lets libjpeg, libpng, libwebp or
+ * libheif exit.
  */
 #ifndef FV_IMAGE_H
 #define FV_IMAGE_H
@@ -49,20 +50,30 @@ void fv_image_free(struct fv_image *img);
 /* A deep copy of src, or NULL when out of memory. */
 struct fv_image *fv_image_clone(const struct fv_image *src);
 
-/* Decodes a JPEG (libjpeg-turbo) or PNG (libpng) held in memory into *out
- * (owned by the caller), turned upright by its EXIF orientation (JPEG APP1
- * "Exif" segment, PNG eXIf chunk). limits may be NULL for the defaults.
+/* Decodes an image held in memory into *out (owned by the caller): JPEG
+ * (libjpeg-turbo), PNG (libpng), WebP (libwebp; an animation gives its first
+ * frame), HEIC/HEIF and AVIF (libheif with libde265 and dav1d; the primary
+ * image). limits may be NULL for the defaults. The image comes upright: by its
+ * EXIF orientation for JPEG (APP1 "Exif" segment), PNG (eXIf chunk) and WebP
+ * (EXIF chunk); by the irot/imir/clap properties for HEIF and AVIF, whose Exif
+ * orientation is informative and not applied (pipeline/image_heif.c).
  * Every colour model ends as RGB8: grayscale is replicated, CMYK and Adobe's
- * inverted CMYK are converted, 16-bit PNG samples are scaled to 8 bits, and an
- * alpha channel (or tRNS transparency) is dropped, keeping the stored colours
- * as PIL's convert("RGB") does.
+ * inverted CMYK are converted, 16-bit PNG samples and 10/12-bit HEIF and AVIF
+ * samples are scaled to 8 bits, and an alpha channel (or tRNS transparency)
+ * is dropped, keeping the stored colours as PIL's convert("RGB") does.
  * Errors: FV_ERR_FORMAT for empty, corrupt or truncated data (a JPEG that ends
  * before its EOI marker counts as truncated), FV_ERR_UNSUPPORTED for other
- * formats (GIF, WebP, HEIC, ...), FV_ERR_TOO_LARGE when a limit is exceeded,
- * FV_ERR_NOMEM. *out is set only on success. */
+ * formats (GIF, BMP, TIFF, ...; the message names the supported ones, see
+ * fv_image_formats) and for features a decoder lacks, FV_ERR_TOO_LARGE when a
+ * limit is exceeded, by the header or by any size the file declares for its
+ * coded streams, FV_ERR_NOMEM. *out is set only on success. */
 enum fv_status fv_image_decode(const uint8_t *data, size_t size,
                                const struct fv_image_limits *limits,
                                struct fv_image **out, struct fv_error *err);
+
+/* The formats fv_image_decode reads, as a constant list for messages:
+ * "JPEG, PNG, WebP, HEIC/HEIF, AVIF". */
+const char *fv_image_formats(void);
 
 /* Reads the file at path and decodes it as fv_image_decode does; a file larger
  * than limits->max_bytes is refused before it is read. A missing file is

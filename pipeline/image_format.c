@@ -17,9 +17,8 @@
 
 /* ---- format sniffing ---- */
 
-/* Every format recognised by its magic number. HEIF (HEIC) and WebP have their
- * own values so that decoders for them plug into the dispatch below; until
- * then they are reported as unsupported, like FORMAT_OTHER. */
+/* Every format recognised by its magic number; FORMAT_OTHER is one we do not
+ * decode. */
 enum image_format { FORMAT_JPEG, FORMAT_PNG, FORMAT_HEIF, FORMAT_AVIF, FORMAT_WEBP, FORMAT_OTHER };
 
 static const uint8_t png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
@@ -62,6 +61,11 @@ static enum image_format detect_format(const uint8_t *data, size_t size, const c
     return FORMAT_OTHER;
 }
 
+const char *fv_image_formats(void)
+{
+    return "JPEG, PNG, WebP, HEIC/HEIF, AVIF";
+}
+
 /* ---- decoding entry points ---- */
 
 enum fv_status fv_image_decode(const uint8_t *data, size_t size,
@@ -89,11 +93,16 @@ enum fv_status fv_image_decode(const uint8_t *data, size_t size,
     case FORMAT_PNG:
         status = fv_png_decode(data, size, limits, &img, &orientation, err);
         break;
-    case FORMAT_HEIF: /* HEIC (and AVIF, with an AV1 decoder): fv_heif_decode, image_heif.c */
+    case FORMAT_HEIF:
     case FORMAT_AVIF:
-    case FORMAT_WEBP: /* fv_webp_decode, image_webp.c */
+        status = fv_heif_decode(data, size, limits, &img, &orientation, err);
+        break;
+    case FORMAT_WEBP:
+        status = fv_webp_decode(data, size, limits, &img, &orientation, err);
+        break;
     case FORMAT_OTHER:
-        return fv_error_set(err, FV_ERR_UNSUPPORTED, "unsupported image format (%s)", name);
+        return fv_error_set(err, FV_ERR_UNSUPPORTED, "unsupported image format (%s); "
+                            "supported: %s", name, fv_image_formats());
     }
     if (status != FV_OK)
         goto fail;

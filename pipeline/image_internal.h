@@ -126,4 +126,44 @@ enum fv_status fv_jpeg_decode_region(const uint8_t *data, size_t size,
                                      int x, int y, int w, int h, struct fv_image **out,
                                      struct fv_image_window *window, struct fv_error *err);
 
+/* ---- HEIF/AVIF (image_heif.c, libheif) and WebP (image_webp.c, libwebp) ----
+ *
+ * decode: as the decoders above. HEIF's orientation is always 1: libheif
+ * applies irot, imir and clap, and the Exif tag is informative in HEIF
+ * (image_heif.c says why). An animated WebP gives its first frame, a HEIF
+ * sequence or collection its primary image.
+ * probe: format ("HEIF", "AVIF" or "WebP") and upright size into *info, with
+ * the same checks, limits and errors as decode, allocating no pixel memory.
+ * Both check every size the file declares (HEIF: ispe, and the coded sizes of
+ * the HEVC and AV1 streams, grids and overlays, which libheif 1.15 does not
+ * compare with ispe) before a decoder allocates. */
+
+/* image_heif_check.c: "AVIF" when the ftyp box names an AV1 brand (as major
+ * brand, or as a compatible one with no HEVC brand beside it), else "HEIF". */
+const char *fv_heif_format(const uint8_t *data, size_t size);
+
+/* image_heif_check.c: what fv_heif_decode checks before libheif parses the
+ * file: every top-level box fits the data (else "truncated <format>"); the
+ * item table can be followed; derived and auxiliary images nest at most a few
+ * levels, with no cycle (libheif 1.15 would recurse until the stack
+ * overflows); and every HEVC parameter set, AV1 sequence header, grid and
+ * overlay declares a size within limits (FV_ERR_TOO_LARGE). */
+enum fv_status fv_heif_check(const uint8_t *data, size_t size,
+                             const struct fv_image_limits *limits, const char *format,
+                             struct fv_error *err);
+
+enum fv_status fv_heif_decode(const uint8_t *data, size_t size,
+                              const struct fv_image_limits *limits, struct fv_image **out,
+                              int *orientation, struct fv_error *err);
+enum fv_status fv_heif_probe(const uint8_t *data, size_t size,
+                             const struct fv_image_limits *limits, struct fv_image_info *info,
+                             struct fv_error *err);
+
+enum fv_status fv_webp_decode(const uint8_t *data, size_t size,
+                              const struct fv_image_limits *limits, struct fv_image **out,
+                              int *orientation, struct fv_error *err);
+enum fv_status fv_webp_probe(const uint8_t *data, size_t size,
+                             const struct fv_image_limits *limits, struct fv_image_info *info,
+                             struct fv_error *err);
+
 #endif

@@ -635,6 +635,9 @@ Test(server, every_error_status, .timeout = 60)
     const char *gif = "{\"image\": \"R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7\"}";
     r = harness_http(&s, "POST", "/v1/embed", "application/json", gif, strlen(gif), NULL);
     cr_assert_str_eq(harness_error_code(&r, 415, "image"), "unsupported_image");
+    const cJSON *said = cJSON_GetObjectItem(cJSON_GetObjectItem(r.json, "error"), "message");
+    cr_expect(cJSON_IsString(said) && strstr(said->valuestring, fv_image_formats()),
+              "the 415 names the formats read: %s", cJSON_IsString(said) ? said->valuestring : "");
     harness_resp_free(&r);
 
     /* 422: no face, bad option values, wrong embedding */

@@ -5,8 +5,9 @@
 #      (the sanitized `facever serve` children included) collected and required empty,
 #      and the hostile-input run against the sanitized server, which must answer every
 #      malformed request, keep its memory, and exit 0 with no leak report on SIGTERM;
-#   3. every libFuzzer harness for FUZZ_SECONDS (60) seconds.
-# Sized for a 2-core machine: about 20-25 minutes in all.
+#   3. every libFuzzer harness (fuzz_heif and fuzz_webp with seeds made by `make fuzz`)
+#      for FUZZ_SECONDS (60) seconds.
+# Sized for a 2-core machine: about 22-27 minutes in all.
 set -u
 cd "$(dirname "$0")/../.."
 seconds=${FUZZ_SECONDS:-60}

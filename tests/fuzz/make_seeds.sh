@@ -6,7 +6,8 @@ cd "$(dirname "$0")/../.."
 out=tests/fuzz/corpus
 clang -O1 -g -std=c11 -D_GNU_SOURCE -I. -fsanitize=address,undefined -o build-fuzz/make_seeds \
     tests/fuzz/make_seeds.c build-fuzz/libfacever.a \
-    -lmicrohttpd -lcjson -ljpeg -lpng -llapacke -lopenblas -lz -lm -pthread
+    -lmicrohttpd -lcjson -ljpeg -lpng -lheif -lwebp -lwebpdemux -llapacke -lopenblas -lz -lm \
+    -pthread
 rm -rf "$out"
 mkdir -p "$out/tflite"
 ./build-fuzz/make_seeds "$out"

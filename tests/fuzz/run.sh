@@ -1,6 +1,7 @@
 #!/bin/sh
 # run.sh - `make fuzz-run`: runs each libFuzzer harness for SECONDS on a fresh copy of
-# its seed corpus and fails on any crash, leak, timeout, OOM or sanitizer report.
+# its seed corpus (tests/fuzz/corpus/NAME, committed, and BUILD_DIR/seeds/NAME, made by
+# `make fuzz`) and fails on any crash, leak, timeout, OOM or sanitizer report.
 #
 #   sh tests/fuzz/run.sh BUILD_DIR SECONDS JOBS NAME...
 #
@@ -21,6 +22,7 @@ run_one() {
     rm -rf "$dir"
     mkdir -p "$dir/corpus"
     cp tests/fuzz/corpus/"$name"/* "$dir/corpus/" 2>/dev/null
+    cp "$build"/seeds/"$name"/* "$dir/corpus/" 2>/dev/null
     "$build/fuzz_$name" "$dir/corpus" -max_total_time="$seconds" -rss_limit_mb=2048 \
         -detect_leaks=1 -timeout=30 -print_final_stats=1 -artifact_prefix="$dir/" \
         > "$dir/log" 2>&1
