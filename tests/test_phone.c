@@ -242,6 +242,23 @@ Test(phone, png_12mp_finds_the_sample_faces, .timeout = 120)
     check_files("sample1-4032x3024", ".png");
 }
 
+Test(phone, heic_finds_the_sample_faces, .timeout = 120)
+{
+    check_files("sample1-4032x3024", ".heic");
+}
+
+Test(phone, webp_finds_the_sample_faces, .timeout = 120)
+{
+    check_files("sample1-4032x3024", ".webp");
+}
+
+Test(phone, avif_finds_the_sample_faces, .timeout = 120)
+{
+    if (access(PHONE "sample1-4032x3024.avif", R_OK) != 0)
+        cr_skip_test("no AVIF photo: this libheif has no AV1 encoder");
+    check_files("sample1-4032x3024", ".avif");
+}
+
 Test(phone, progressive_40mp_jpeg_finds_the_sample_faces, .timeout = 300)
 {
     check_files("sample1-7296x5472", ".jpg");
