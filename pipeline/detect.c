@@ -665,8 +665,13 @@ enum fv_status fv_detect_source(struct fv_detector_context *ctx, struct fv_image
     if (ws >= info->width && hs >= info->height && full) {
         cs.img = full;
     } else {
+        /* Keep the pixels R-Net's crops need: its smallest boxes, min_face
+         * pixels of the copy, at twice R-Net's input. */
+        int rnet = fv_model_meta(ctx->det->net[1])->input_h;
+        float keep = (float)fmin(1.0, 2.0 * rnet * scale / min_face);
         if ((st = fv_image_source_scaled(src, ws < info->width ? ws : info->width,
-                                         hs < info->height ? hs : info->height, &reduced, err)))
+                                         hs < info->height ? hs : info->height, keep, &reduced,
+                                         err)))
             return st;
         cs.img = reduced;
         if (reduced->width < info->width || reduced->height < info->height) {

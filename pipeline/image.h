@@ -193,10 +193,13 @@ enum fv_status fv_image_source_read(struct fv_image_source *src, float min_scale
                                     int w, int h, struct fv_image **out,
                                     struct fv_image_window *window, struct fv_error *err);
 /* The whole upright image resampled to width x height (at most its full size)
- * as fv_image_resize does, read from the coarsest decoding that is at least
- * that large. */
+ * as fv_image_resize does (after block averaging when shrinking by more than
+ * 4), read from the coarsest decoding that is at least that large and at least
+ * keep_scale of the full size: a large JPEG keeps that decoding, so later reads
+ * at up to keep_scale cost no further decoding. */
 enum fv_status fv_image_source_scaled(struct fv_image_source *src, int width, int height,
-                                      struct fv_image **out, struct fv_error *err);
+                                      float keep_scale, struct fv_image **out,
+                                      struct fv_error *err);
 /* The whole upright image at full size when the source holds it in memory
  * (wrapped images, formats decoded when opened, small JPEGs); else NULL. */
 const struct fv_image *fv_image_source_full(const struct fv_image_source *src);

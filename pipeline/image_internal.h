@@ -121,6 +121,32 @@ enum fv_status fv_png_probe(const uint8_t *data, size_t size,
  * is only what the part needs. Decoding stops after the last row needed; a
  * file whose EOI marker is missing is still refused as truncated. *out is owned
  * by the caller, set only on success. */
+/* A part of a JPEG decoded as stored, before its orientation is applied. */
+struct fv_jpeg_part {
+    struct fv_image *img;            /* the stored pixels (owned) */
+    int x, y;                        /* its top-left pixel in the stored image at that scale */
+    int scaled_width, scaled_height; /* the whole stored image at that scale */
+    int scale_eighths;               /* M of the DCT scale M/8 */
+    int orientation;                 /* the EXIF orientation that turns it upright */
+};
+
+/* fv_jpeg_decode_region without turning the part upright (the rectangle is
+ * still one of the upright image): turning a part of a rotated photo upright
+ * costs a pass over its pixels, which a caller that reads small crops of it
+ * can spend on the crops instead. *part is zeroed on error. */
+enum fv_status fv_jpeg_decode_stored(const uint8_t *data, size_t size,
+                                     const struct fv_image_limits *limits, float min_scale,
+                                     int x, int y, int w, int h, struct fv_jpeg_part *part,
+                                     struct fv_error *err);
+
+/* Intervals [x0, x1) x [y0, y1) of a stored image of stored_width x
+ * stored_height pixels mapped to the upright image under an EXIF orientation,
+ * and back. */
+void fv_orient_stored_to_upright(int orientation, int64_t stored_width, int64_t stored_height,
+                                 int64_t *x0, int64_t *x1, int64_t *y0, int64_t *y1);
+void fv_orient_upright_to_stored(int orientation, int64_t stored_width, int64_t stored_height,
+                                 int64_t *x0, int64_t *x1, int64_t *y0, int64_t *y1);
+
 enum fv_status fv_jpeg_decode_region(const uint8_t *data, size_t size,
                                      const struct fv_image_limits *limits, float min_scale,
                                      int x, int y, int w, int h, struct fv_image **out,

@@ -472,18 +472,18 @@ static int scale_eighths_for(float min_scale)
     return (int)ceil((double)min_scale * 8.0);
 }
 
-enum fv_status fv_jpeg_decode_region(const uint8_t *data, size_t size,
+enum fv_status fv_jpeg_decode_stored(const uint8_t *data, size_t size,
                                      const struct fv_image_limits *limits, float min_scale,
-                                     int x, int y, int w, int h, struct fv_image **out,
-                                     struct fv_image_window *window, struct fv_error *err)
+                                     int x, int y, int w, int h, struct fv_jpeg_part *part,
+                                     struct fv_error *err)
 {
     struct fv_image_limits default_limits;
     struct jpeg_decoder d;
     jpeg_decoder_init(&d);
 
-    if (!out || !window || (!data && size > 0))
+    if (!part || (!data && size > 0))
         return fv_error_set(err, FV_ERR_INVALID_ARG, "fv_jpeg_decode_region: NULL argument");
-    *out = NULL;
+    *part = (struct fv_jpeg_part){0};
     if (isnan(min_scale))
         return fv_error_set(err, FV_ERR_INVALID_ARG, "JPEG region: the scale is not a number");
     if (w <= 0 || h <= 0)
@@ -497,32 +497,75 @@ enum fv_status fv_jpeg_decode_region(const uint8_t *data, size_t size,
     const struct jpeg_request region = {.scale_eighths = scale_eighths_for(min_scale),
                                         .x = x, .y = y, .w = w, .h = h};
     status = jpeg_decoder_run(&d, data, size, limits, &region, err);
-    if (status != FV_OK)
-        goto fail;
-
-    /* where the part lies in the upright image at that scale: its stored
-     * intervals, mirrored and transposed as its pixels are about to be */
-    int64_t px0 = d.part_x, px1 = d.part_x + d.img->width;
-    int64_t py0 = d.part_y, py1 = d.part_y + d.img->height;
-    if (orientation_mirrors_columns(d.orientation))
-        mirror_interval(&px0, &px1, d.scaled_width);
-    if (orientation_mirrors_rows(d.orientation))
-        mirror_interval(&py0, &py1, d.scaled_height);
-    bool transposed = d.orientation >= 5 && d.orientation <= 8;
-    status = fv_image_orient(&d.img, d.orientation, err);
-    if (status != FV_OK)
-        goto fail;
-    window->scale = (float)region.scale_eighths / 8.0f;
-    window->x = (int)(transposed ? py0 : px0);
-    window->y = (int)(transposed ? px0 : py0);
-    *out = d.img;
+    if (status != FV_OK) {
+        jpeg_decoder_free(&d);
+        return status;
+    }
+    *part = (struct fv_jpeg_part){.img = d.img, .x = d.part_x, .y = d.part_y,
+                                  .scaled_width = d.scaled_width,
+                                  .scaled_height = d.scaled_height,
+                                  .scale_eighths = region.scale_eighths,
+                                  .orientation = d.orientation};
     d.img = NULL;
     jpeg_decoder_free(&d);
     return FV_OK;
+}
 
-fail:
-    jpeg_decoder_free(&d);
-    return status;
+void fv_orient_stored_to_upright(int orientation, int64_t stored_width, int64_t stored_height,
+                                 int64_t *x0, int64_t *x1, int64_t *y0, int64_t *y1)
+{
+    if (orientation_mirrors_columns(orientation))
+        mirror_interval(x0, x1, stored_width);
+    if (orientation_mirrors_rows(orientation))
+        mirror_interval(y0, y1, stored_height);
+    if (orientation >= 5 && orientation <= 8) {
+        int64_t a = *x0, b = *x1;
+        *x0 = *y0, *x1 = *y1, *y0 = a, *y1 = b;
+    }
+}
+
+void fv_orient_upright_to_stored(int orientation, int64_t stored_width, int64_t stored_height,
+                                 int64_t *x0, int64_t *x1, int64_t *y0, int64_t *y1)
+{
+    if (orientation >= 5 && orientation <= 8) {
+        int64_t a = *x0, b = *x1;
+        *x0 = *y0, *x1 = *y1, *y0 = a, *y1 = b;
+    }
+    if (orientation_mirrors_columns(orientation))
+        mirror_interval(x0, x1, stored_width);
+    if (orientation_mirrors_rows(orientation))
+        mirror_interval(y0, y1, stored_height);
+}
+
+enum fv_status fv_jpeg_decode_region(const uint8_t *data, size_t size,
+                                     const struct fv_image_limits *limits, float min_scale,
+                                     int x, int y, int w, int h, struct fv_image **out,
+                                     struct fv_image_window *window, struct fv_error *err)
+{
+    struct fv_jpeg_part part;
+    if (!out || !window)
+        return fv_error_set(err, FV_ERR_INVALID_ARG, "fv_jpeg_decode_region: NULL argument");
+    *out = NULL;
+    enum fv_status status = fv_jpeg_decode_stored(data, size, limits, min_scale, x, y, w, h,
+                                                  &part, err);
+    if (status != FV_OK)
+        return status;
+    /* where the part lies in the upright image at that scale: its stored
+     * intervals, mirrored and transposed as its pixels are about to be */
+    int64_t px0 = part.x, px1 = part.x + part.img->width;
+    int64_t py0 = part.y, py1 = part.y + part.img->height;
+    fv_orient_stored_to_upright(part.orientation, part.scaled_width, part.scaled_height, &px0,
+                                &px1, &py0, &py1);
+    status = fv_image_orient(&part.img, part.orientation, err);
+    if (status != FV_OK) {
+        fv_image_free(part.img);
+        return status;
+    }
+    window->scale = (float)part.scale_eighths / 8.0f;
+    window->x = (int)px0;
+    window->y = (int)py0;
+    *out = part.img;
+    return FV_OK;
 }
 
 /* ---- JPEG encoding ---- */

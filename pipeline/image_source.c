@@ -334,7 +334,8 @@ enum fv_status fv_image_source_read(struct fv_image_source *s, float min_scale, 
 }
 
 enum fv_status fv_image_source_scaled(struct fv_image_source *s, int width, int height,
-                                      struct fv_image **out, struct fv_error *err)
+                                      float keep_scale, struct fv_image **out,
+                                      struct fv_error *err)
 {
     *out = NULL;
     if (width < 1 || height < 1 || width > s->info.width || height > s->info.height)
@@ -344,7 +345,7 @@ enum fv_status fv_image_source_scaled(struct fv_image_source *s, int width, int 
     if (s->lazy) {
         /* The coarsest DCT scale at least as large as asked, kept for crops. */
         double scale = fmax((double)width / s->info.width, (double)height / s->info.height);
-        enum fv_status st = decode_whole(s, scale, err);
+        enum fv_status st = decode_whole(s, fmin(1.0, fmax(scale, keep_scale)), err);
         if (st)
             return st;
         from = s->whole.img;
