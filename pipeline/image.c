@@ -66,6 +66,21 @@ const struct fv_image_limits *fv_image_limits_or_default(const struct fv_image_l
     return storage;
 }
 
+enum fv_status fv_image_check_encoded(const uint8_t *data, size_t size,
+                                      const struct fv_image_limits *limits,
+                                      struct fv_error *err)
+{
+    (void)data;
+    if (size == 0)
+        return fv_error_set(err, FV_ERR_FORMAT, "empty image");
+    if (limits->max_bytes && size > limits->max_bytes)
+        return fv_error_set(err, FV_ERR_TOO_LARGE, "image too large: %zu bytes, the limit "
+                            "is %zu bytes", size, limits->max_bytes);
+    if (size > ULONG_MAX) /* jpeg_mem_src takes an unsigned long */
+        return fv_error_set(err, FV_ERR_TOO_LARGE, "image too large: %zu bytes", size);
+    return FV_OK;
+}
+
 enum fv_status fv_image_check_dimensions(uint64_t width, uint64_t height,
                                          const struct fv_image_limits *limits,
                                          const char *kind, struct fv_error *err)

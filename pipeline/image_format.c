@@ -1,8 +1,7 @@
-/* image_format.c - format sniffing and dispatch: fv_image_decode, fv_image_load, fv_image_save. */
+/* image_format.c - format sniffing and the dispatch: decode, probe, load and save. */
 #include "pipeline/image.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -82,13 +81,9 @@ enum fv_status fv_image_decode(const uint8_t *data, size_t size,
         return fv_error_set(err, FV_ERR_INVALID_ARG, "fv_image_decode: NULL argument");
     *out = NULL;
     limits = fv_image_limits_or_default(limits, &default_limits);
-    if (size == 0)
-        return fv_error_set(err, FV_ERR_FORMAT, "empty image");
-    if (limits->max_bytes && size > limits->max_bytes)
-        return fv_error_set(err, FV_ERR_TOO_LARGE, "image too large: %zu bytes, the limit "
-                            "is %zu bytes", size, limits->max_bytes);
-    if (size > ULONG_MAX) /* jpeg_mem_src takes an unsigned long */
-        return fv_error_set(err, FV_ERR_TOO_LARGE, "image too large: %zu bytes", size);
+    status = fv_image_check_encoded(data, size, limits, err);
+    if (status != FV_OK)
+        return status;
 
     const char *name;
     switch (detect_format(data, size, &name)) {
@@ -119,6 +114,40 @@ enum fv_status fv_image_decode(const uint8_t *data, size_t size,
 
 fail:
     fv_image_free(img);
+    return status;
+}
+
+enum fv_status fv_image_probe(const uint8_t *data, size_t size,
+                              const struct fv_image_limits *limits, struct fv_image_info *info,
+                              struct fv_error *err)
+{
+    struct fv_image_limits default_limits;
+    struct fv_image_info found = {0};
+    enum fv_status status;
+
+    if (!info || (!data && size > 0))
+        return fv_error_set(err, FV_ERR_INVALID_ARG, "fv_image_probe: NULL argument");
+    limits = fv_image_limits_or_default(limits, &default_limits);
+    status = fv_image_check_encoded(data, size, limits, err);
+    if (status != FV_OK)
+        return status;
+
+    const char *name;
+    switch (detect_format(data, size, &name)) {
+    case FORMAT_JPEG:
+        status = fv_jpeg_probe(data, size, limits, &found, err);
+        break;
+    case FORMAT_PNG:
+        status = fv_png_probe(data, size, limits, &found, err);
+        break;
+    case FORMAT_HEIF: /* fv_heif_probe, image_heif.c */
+    case FORMAT_AVIF:
+    case FORMAT_WEBP: /* fv_webp_probe, image_webp.c */
+    case FORMAT_OTHER:
+        return fv_error_set(err, FV_ERR_UNSUPPORTED, "unsupported image format (%s)", name);
+    }
+    if (status == FV_OK)
+        *info = found;
     return status;
 }
 

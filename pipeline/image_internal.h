@@ -47,6 +47,12 @@ static inline bool fv_image_is_valid(const struct fv_image *img)
 const struct fv_image_limits *fv_image_limits_or_default(const struct fv_image_limits *limits,
                                                          struct fv_image_limits *storage);
 
+/* Checks the encoded bytes before a decoder sees them: none is FV_ERR_FORMAT
+ * ("empty image"), more than limits->max_bytes FV_ERR_TOO_LARGE. */
+enum fv_status fv_image_check_encoded(const uint8_t *data, size_t size,
+                                      const struct fv_image_limits *limits,
+                                      struct fv_error *err);
+
 /* Checks declared dimensions before any pixel memory is allocated: zero is
  * FV_ERR_FORMAT ("corrupt <kind>: ..."), over the pixel limit or too large for
  * an int side or a size_t byte count FV_ERR_TOO_LARGE. */
@@ -73,21 +79,52 @@ enum fv_status fv_image_orient(struct fv_image **img, int orientation, struct fv
 
 /* ---- format decoders (image_jpeg.c, image_png.c) ----
  *
- * decode: the image as stored into *out (owned by the caller) and its EXIF
- * orientation into *orientation; errors as fv_image_decode's, *out set only on
- * success. The dispatcher has already checked that data is non-empty, within
- * limits->max_bytes and begins with the format's magic number; limits is never
- * NULL. Further formats (fv_heif_decode, fv_webp_decode, with fv_heif_probe
- * and fv_webp_probe) take the same arguments and are called from the dispatch
- * in image_format.c. */
+ * fv_<format>_decode: the image as stored into *out (owned by the caller) and
+ * its EXIF orientation into *orientation; errors as fv_image_decode's, *out set
+ * only on success.
+ * fv_<format>_probe: info as fv_image_probe gives it (format name, upright
+ * size), from the header alone.
+ * The dispatcher has already checked the encoded bytes (fv_image_check_encoded)
+ * and that they begin with the format's magic number; limits is never NULL.
+ * Further formats (fv_heif_decode and fv_heif_probe, fv_webp_decode and
+ * fv_webp_probe) take the same arguments and are called from the dispatch in
+ * image_format.c. */
 
 enum fv_status fv_jpeg_decode(const uint8_t *data, size_t size,
                               const struct fv_image_limits *limits, struct fv_image **out,
                               int *orientation, struct fv_error *err);
+enum fv_status fv_jpeg_probe(const uint8_t *data, size_t size,
+                             const struct fv_image_limits *limits, struct fv_image_info *info,
+                             struct fv_error *err);
 
 enum fv_status fv_png_decode(const uint8_t *data, size_t size,
                              const struct fv_image_limits *limits, struct fv_image **out,
                              int *orientation, struct fv_error *err);
+enum fv_status fv_png_probe(const uint8_t *data, size_t size,
+                            const struct fv_image_limits *limits, struct fv_image_info *info,
+                            struct fv_error *err);
+
+/* Decodes, at the smallest DCT scale M/8 (M = 1..8) with M/8 >= min_scale
+ * (min_scale > 1 is treated as 1, <= 1/8 as 1/8), the part of the upright
+ * image (EXIF orientation applied) that covers the rectangle (x, y, w, h)
+ * given in pixels of the full-size upright image. The rectangle is clamped to
+ * the image; an empty one, or one wholly outside, is FV_ERR_INVALID_ARG. The
+ * part is the rectangle's pixels at that scale, rounded out to whole scaled
+ * pixels; at scale 1 they are exactly fv_image_decode's.
+ * *window: scale = M/8 and the position of the part's top-left pixel in the
+ * upright image scaled by M/8, that is libjpeg's scaled image (ceil(W*M/8) x
+ * ceil(H*M/8) for a W x H stored image) turned upright. Its pixel k covers the
+ * stored pixels [8k/M, 8(k+1)/M), so where M/8 does not divide a side that the
+ * orientation mirrors, the window's pixel centres on that axis are off by the
+ * fraction of a scaled pixel left over at the far end (less than one).
+ * Same limits and errors as fv_image_decode (limits may be NULL); pixel memory
+ * is only what the part needs. Decoding stops after the last row needed; a
+ * file whose EOI marker is missing is still refused as truncated. *out is owned
+ * by the caller, set only on success. */
+enum fv_status fv_jpeg_decode_region(const uint8_t *data, size_t size,
+                                     const struct fv_image_limits *limits, float min_scale,
+                                     int x, int y, int w, int h, struct fv_image **out,
+                                     struct fv_image_window *window, struct fv_error *err);
 
 /* ---- HEIF/AVIF (image_heif.c, libheif) and WebP (image_webp.c, libwebp) ----
  *

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <jpeglib.h>
@@ -757,13 +758,13 @@ Test(image, pixel_limit_is_applied)
     fv_image_free(img);
 }
 
-/* Rewrites the height and width of the JPEG's SOF0 segment. */
+/* Rewrites the height and width of the JPEG's SOF0 or SOF2 segment. */
 static void patch_jpeg_size(uint8_t *jpeg, size_t size, unsigned width, unsigned height)
 {
     size_t i = 2;
     while (i + 9 < size && jpeg[i] == 0xff) {
         unsigned marker = jpeg[i + 1], length = (unsigned)jpeg[i + 2] << 8 | jpeg[i + 3];
-        if (marker == 0xc0) {
+        if (marker == 0xc0 || marker == 0xc2) { /* baseline or progressive */
             jpeg[i + 5] = (uint8_t)(height >> 8);
             jpeg[i + 6] = (uint8_t)height;
             jpeg[i + 7] = (uint8_t)(width >> 8);
@@ -772,7 +773,7 @@ static void patch_jpeg_size(uint8_t *jpeg, size_t size, unsigned width, unsigned
         }
         i += 2 + length;
     }
-    cr_assert_fail("no SOF0 in the test JPEG");
+    cr_assert_fail("no SOF0 or SOF2 in the test JPEG");
 }
 
 /* The image data is 16x16, so decoding past the header would end in
@@ -956,6 +957,274 @@ Test(image, mutated_files_fail_cleanly)
         free(files[f]);
     }
     fv_image_free(img);
+}
+
+/* ---- probing ---- */
+
+/* png with an eXIf chunk holding `tiff` inserted just before IEND, after the
+ * image data, where libpng reads it only in png_read_end(). */
+static uint8_t *png_with_trailing_exif(const uint8_t *png, size_t size, const uint8_t *tiff,
+                                       uint32_t n, bool bad_crc, size_t *out_size)
+{
+    struct buffer b = {0};
+    buffer_append(&b, png, size - 12);
+    append_chunk(&b, "eXIf", tiff, n);
+    if (bad_crc)
+        b.data[b.size - 1] ^= 1;
+    buffer_append(&b, png + size - 12, 12);
+    *out_size = b.size;
+    return b.data;
+}
+
+/* fv_image_probe gives the size fv_image_decode's image has, and the format. */
+static void expect_probe_matches_decode(const uint8_t *data, size_t size, const char *format)
+{
+    struct fv_image_info info = {0};
+    struct fv_error err = {0};
+    cr_assert_eq(fv_image_probe(data, size, NULL, &info, &err), FV_OK, "%s", err.message);
+    struct fv_image *img = decode_ok(data, size);
+    cr_expect_str_eq(info.format, format);
+    cr_expect(info.width == img->width && info.height == img->height,
+              "probe %dx%d, decode %dx%d", info.width, info.height, img->width, img->height);
+    fv_image_free(img);
+}
+
+Test(image, probe_gives_format_and_upright_size)
+{
+    struct fv_image *src = quadrant_image(64, 32);
+    size_t size, png_size;
+    uint8_t *jpeg = encode_jpeg(src, 90, &size);
+    uint8_t *png = encode_png(src, &png_size);
+    expect_probe_matches_decode(jpeg, size, "JPEG");
+    expect_probe_matches_decode(png, png_size, "PNG");
+    for (int orientation = 1; orientation <= 8; orientation++) {
+        size_t with_size;
+        uint8_t *with = splice_exif(jpeg, size, orientation, orientation % 2, &with_size);
+        expect_probe_matches_decode(with, with_size, "JPEG");
+        free(with);
+
+        uint8_t tiff[64];
+        uint32_t n = (uint32_t)make_exif_tiff(tiff, orientation, orientation % 2);
+        struct png_spec spec = {.width = 64, .height = 32, .color_type = PNG_COLOR_TYPE_RGB,
+                                .depth = 8, .rows = src->rgb, .row_bytes = 64 * 3,
+                                .exif = tiff, .exif_size = n};
+        with = write_png_raw(&spec, &with_size); /* eXIf before the image data */
+        expect_probe_matches_decode(with, with_size, "PNG");
+        free(with);
+        for (int bad_crc = 0; bad_crc <= 1; bad_crc++) {
+            /* libpng drops an ancillary chunk whose CRC is wrong: no rotation */
+            with = png_with_trailing_exif(png, png_size, tiff, n, bad_crc, &with_size);
+            expect_probe_matches_decode(with, with_size, "PNG");
+            struct fv_image_info info = {0};
+            cr_assert_eq(fv_image_probe(with, with_size, NULL, &info, NULL), FV_OK);
+            cr_expect_eq(info.width, orientation >= 5 && !bad_crc ? 32 : 64);
+            free(with);
+        }
+    }
+    struct fv_image_info info = {0};
+    size_t with_size;
+    uint8_t *with = splice_exif(jpeg, size, 6, false, &with_size);
+    cr_assert_eq(fv_image_probe(with, with_size, NULL, &info, NULL), FV_OK);
+    cr_expect(info.width == 32 && info.height == 64, "orientation 6: %dx%d", info.width,
+              info.height);
+    free(with);
+    free(png);
+    free(jpeg);
+    fv_image_free(src);
+}
+
+/* Probing refuses what decoding refuses, with the same status and message,
+ * from the header alone: a header claiming 20000 x 20000 pixels is probed
+ * without its pixels when there is no pixel limit. */
+Test(image, probe_errors_are_decode_errors)
+{
+    struct fv_image *img = random_image(40, 30, 17);
+    size_t jpeg_size, png_size;
+    uint8_t *jpeg = encode_jpeg(img, 90, &jpeg_size);
+    uint8_t *png = encode_png(img, &png_size);
+    struct buffer bomb = png_with_header(20000, 20000);
+    struct fv_image_limits small = {.max_bytes = 0, .max_pixels = 1000};
+    struct fv_image_limits few_bytes = {.max_bytes = 100, .max_pixels = 0};
+    const struct {
+        const uint8_t *data;
+        size_t size;
+        const struct fv_image_limits *limits;
+    } cases[] = {
+        {jpeg, 0, NULL},           {jpeg, 20, NULL},          {jpeg, jpeg_size, &small},
+        {jpeg, jpeg_size, &few_bytes}, {png, 30, NULL},       {png, png_size, &small},
+        {png, png_size / 2, NULL}, {bomb.data, bomb.size, NULL},
+        {(const uint8_t *)"GIF89a\x01\x00\x01\x00\x00\x00", 12, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        struct fv_error decode_err = {0}, probe_err = {0};
+        struct fv_image *out = NULL;
+        struct fv_image_info info = {0};
+        enum fv_status decoded = fv_image_decode(cases[i].data, cases[i].size, cases[i].limits,
+                                                 &out, &decode_err);
+        enum fv_status probed = fv_image_probe(cases[i].data, cases[i].size, cases[i].limits,
+                                               &info, &probe_err);
+        cr_expect_neq(decoded, FV_OK, "case %zu decoded", i);
+        cr_expect_eq(probed, decoded, "case %zu: probe %d (%s), decode %d (%s)", i, probed,
+                     probe_err.message, decoded, decode_err.message);
+        cr_expect_str_eq(probe_err.message, decode_err.message, "case %zu", i);
+        fv_image_free(out);
+    }
+    struct fv_image_limits unlimited = {0};
+    struct fv_image_info info = {0};
+    cr_expect_eq(fv_image_probe(bomb.data, bomb.size, &unlimited, &info, NULL), FV_OK);
+    cr_expect(info.width == 20000 && info.height == 20000);
+    cr_expect_eq(fv_image_probe(NULL, 5, NULL, &info, NULL), FV_ERR_INVALID_ARG);
+    cr_expect_eq(fv_image_probe(png, png_size, NULL, NULL, NULL), FV_ERR_INVALID_ARG);
+    free(bomb.data);
+    free(png);
+    free(jpeg);
+    fv_image_free(img);
+}
+
+/* ---- memory while decoding ---- */
+
+/* A progressive JPEG is decoded from a buffer of all its DCT coefficients,
+ * about 3 bytes per pixel for 4:2:0. libjpeg's memory is bounded by what the
+ * pixel limit allows (8 bytes per pixel, plus 32 MiB), or the default limit
+ * when there is none, so a header claiming 65500 x 65500 pixels is refused
+ * before 12 GB are asked for; one within the pixel limit is not. */
+Test(image, jpeg_decoding_memory_is_bounded)
+{
+    struct fv_image *img = quadrant_image(64, 48);
+    size_t size;
+    uint8_t *jpeg = write_progressive_jpeg(img, 0, &size);
+    patch_jpeg_size(jpeg, size, 65500, 65500);
+    struct fv_image_limits no_pixel_limit = {.max_bytes = 0, .max_pixels = 0};
+    decode_fails(jpeg, size, &no_pixel_limit, FV_ERR_TOO_LARGE, "needs more than 353 MB");
+    struct fv_image_info info = {0};
+    cr_expect_eq(fv_image_probe(jpeg, size, &no_pixel_limit, &info, NULL), FV_OK,
+                 "the header alone needs no coefficients");
+
+    /* 36 MB of coefficients (the scans, made for 64 x 48, leave the rest zero) */
+    patch_jpeg_size(jpeg, size, 4000, 3000);
+    struct fv_image_limits twelve_megapixels = {.max_bytes = 0, .max_pixels = 12000000};
+    struct fv_image *big = NULL;
+    struct fv_error err = {0};
+    cr_expect_eq(fv_image_decode(jpeg, size, &twelve_megapixels, &big, &err), FV_OK, "%s",
+                 err.message);
+    cr_expect(big && big->width == 4000 && big->height == 3000);
+    fv_image_free(big);
+    free(jpeg);
+    fv_image_free(img);
+}
+
+/* Peak resident memory of this process so far, in bytes. */
+static long peak_memory(void)
+{
+    struct rusage usage;
+    cr_assert_eq(getrusage(RUSAGE_SELF, &usage), 0);
+    return usage.ru_maxrss * 1024L;
+}
+
+/* The whole chunk (length, type, data, CRC) of the given type in png. */
+static struct buffer find_chunk(const uint8_t *png, size_t size, const char *type)
+{
+    for (size_t at = 8; at + 12 <= size;) {
+        uint32_t length = (uint32_t)png[at] << 24 | (uint32_t)png[at + 1] << 16 |
+                          (uint32_t)png[at + 2] << 8 | png[at + 3];
+        if (memcmp(png + at + 4, type, 4) == 0) {
+            struct buffer b = {0};
+            buffer_append(&b, png + at, 12 + (size_t)length);
+            return b;
+        }
+        at += 12 + (size_t)length;
+    }
+    cr_assert_fail("no %s chunk", type);
+    return (struct buffer){0};
+}
+
+/* A zTXt chunk holding n bytes of text, compressed by libpng. */
+static struct buffer ztxt_chunk(size_t n)
+{
+    char *text = malloc(n + 1);
+    memset(text, 'a', n);
+    text[n] = '\0';
+    png_text comment = {.compression = PNG_TEXT_COMPRESSION_zTXt, .key = "Comment",
+                        .text = text, .text_length = n};
+    struct buffer out = {0};
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(png);
+    cr_assert(png && info);
+    if (setjmp(png_jmpbuf(png)))
+        cr_assert_fail("libpng failed writing the zTXt chunk");
+    png_set_write_fn(png, &out, png_test_write, png_test_flush);
+    png_set_IHDR(png, info, 1, 1, 8, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_set_text(png, info, &comment, 1);
+    png_write_info(png, info);
+    png_byte row[1] = {0};
+    png_write_row(png, row);
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    free(text);
+    struct buffer chunk = find_chunk(out.data, out.size, "zTXt");
+    free(out.data);
+    return chunk;
+}
+
+/* Ancillary chunks are skipped unread: none is kept in memory or inflated, so
+ * neither a chunk over libpng's 8 MiB chunk limit (which libpng 1.6 only warns
+ * about, then reads) nor a text bomb costs memory, and neither is refused: an
+ * ancillary chunk the decoder does not use is never an error in PNG, and the
+ * encoded size limit already bounds its size. Fifty zTXt chunks of 7 MiB of
+ * text each would otherwise be inflated and kept: 350 MB from 0.4 MB. */
+Test(image, png_ancillary_chunks_are_skipped_unread)
+{
+    struct fv_image *img = random_image(16, 16, 23);
+    size_t png_size;
+    uint8_t *png = encode_png(img, &png_size);
+    struct buffer bomb = ztxt_chunk((size_t)7 << 20);
+    cr_assert_lt(bomb.size, 64 * 1024);
+    uint8_t *big = calloc(1, (size_t)9 << 20);
+    memcpy(big, "Comment", 8); /* a tEXt keyword, then NULs */
+
+    struct buffer file = {0};
+    buffer_append(&file, png, 8 + 25); /* signature and IHDR */
+    for (int i = 0; i < 50; i++)
+        buffer_append(&file, bomb.data, bomb.size);
+    append_chunk(&file, "abCd", big, (uint32_t)9 << 20); /* unknown, ancillary */
+    append_chunk(&file, "tEXt", big, (uint32_t)9 << 20);
+    buffer_append(&file, png + 8 + 25, png_size - 8 - 25);
+    cr_assert_lt(file.size, (size_t)20 << 20, "within the default encoded size limit");
+    free(big);
+
+    long before = peak_memory();
+    struct fv_image *back = decode_ok(file.data, file.size);
+    long growth = peak_memory() - before;
+    cr_expect_eq(memcmp(back->rgb, img->rgb, 16 * 16 * 3), 0);
+    cr_expect_lt(growth, 32L << 20, "decoding took %ld MB more", growth >> 20);
+    expect_probe_matches_decode(file.data, file.size, "PNG");
+    fv_image_free(back);
+    free(file.data);
+    free(bomb.data);
+    free(png);
+    fv_image_free(img);
+}
+
+/* An eXIf chunk over the 8 MiB chunk limit is ignored, by probing and decoding alike. */
+Test(image, png_oversized_exif_is_ignored)
+{
+    struct fv_image *src = quadrant_image(64, 32);
+    size_t png_size, with_size;
+    uint8_t *png = encode_png(src, &png_size);
+    size_t n = ((size_t)8 << 20) + 1;
+    uint8_t *tiff = calloc(1, n);
+    make_exif_tiff(tiff, 6, false);
+    uint8_t *with = png_with_trailing_exif(png, png_size, tiff, (uint32_t)n, false, &with_size);
+    check_orientation(with, with_size, 1);
+    expect_probe_matches_decode(with, with_size, "PNG");
+    free(with);
+    with = png_with_trailing_exif(png, png_size, tiff, 200, false, &with_size);
+    check_orientation(with, with_size, 6); /* the same block, within the limit */
+    free(with);
+    free(tiff);
+    free(png);
+    fv_image_free(src);
 }
 
 /* ---- files ---- */
