@@ -140,11 +140,16 @@ enum fv_status fv_image_probe(const uint8_t *data, size_t size,
     case FORMAT_PNG:
         status = fv_png_probe(data, size, limits, &found, err);
         break;
-    case FORMAT_HEIF: /* fv_heif_probe, image_heif.c */
+    case FORMAT_HEIF:
     case FORMAT_AVIF:
-    case FORMAT_WEBP: /* fv_webp_probe, image_webp.c */
+        status = fv_heif_probe(data, size, limits, &found, err);
+        break;
+    case FORMAT_WEBP:
+        status = fv_webp_probe(data, size, limits, &found, err);
+        break;
     case FORMAT_OTHER:
-        return fv_error_set(err, FV_ERR_UNSUPPORTED, "unsupported image format (%s)", name);
+        return fv_error_set(err, FV_ERR_UNSUPPORTED, "unsupported image format (%s); "
+                            "supported: %s", name, fv_image_formats());
     }
     if (status == FV_OK)
         *info = found;
