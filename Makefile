@@ -102,7 +102,7 @@ tests/data/.stamp: scripts/test-data.sh scripts/mnist-data.sh
 # generic paths end to end; the kernel and reference tests loop over the levels
 # themselves.
 LEVEL_TESTS := '@(ops|detect|engine|network|align|tflite_models|reference|cli)/*'
-test: $(FACEVER) $(BUILD)/tests/unit models/.stamp tests/data/.stamp
+test: $(FACEVER) $(BUILD)/tests/unit models/.stamp tests/data/.stamp tests/data/phone/.stamp
 	FACEVER=./$(FACEVER) $(BUILD)/tests/unit --jobs 1
 	@best=$$(./$(FACEVER) system-info --json | sed 's/.*"level":"\([^"]*\)".*/\1/'); \
 	for level in $$(./$(FACEVER) system-info --json | sed 's/.*"supported":"\([^"]*\)".*/\1/'); do \
@@ -114,7 +114,7 @@ test: $(FACEVER) $(BUILD)/tests/unit models/.stamp tests/data/.stamp
 asan:
 	$(MAKE) BUILD=build-asan OPT=-O1 SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
-bench: $(BUILD)/bench models/.stamp tests/data/.stamp
+bench: $(BUILD)/bench models/.stamp tests/data/.stamp tests/data/phone/.stamp
 	$(BUILD)/bench
 	@sh scripts/bench-gemm-share.sh $(BUILD)/bench
 

@@ -219,34 +219,35 @@ static enum fv_feature_source inline_feature(const struct fv_pipeline *pipe,
                                              struct fv_pipeline_worker *w, const struct blob *b,
                                              float *out, struct fv_error *err)
 {
-    struct fv_image *img = NULL;
+    struct fv_image_source *img = NULL;
     struct fv_face *faces = NULL;
     int n = 0;
     enum fv_feature_source how = FV_FEATURE_FAILED;
     size_t d = (size_t)fv_pipeline_raw_dim(pipe);
     memset(out, 0, d * sizeof *out);
-    enum fv_status st = fv_image_decode(b->data, b->size, &fv_pipeline_params(pipe)->limits,
-                                        &img, err);
+    enum fv_status st = fv_image_source_open(b->data, b->size, &fv_pipeline_params(pipe)->limits,
+                                             &img, err);
     if (st)
         return FV_FEATURE_FAILED;
-    st = fv_pipeline_detect(w, img, FV_FACE_CENTER, &faces, &n, err);
+    st = fv_pipeline_detect_source(w, img, FV_FACE_CENTER, &faces, &n, err);
     float lm[5][2];
     if (st == FV_OK && n > 0) {
         memcpy(lm, faces[0].landmarks, sizeof lm);
         how = FV_FEATURE_DETECTED;
     } else if (st == FV_OK || st == FV_ERR_NO_FACE) {
-        fv_features_center_landmarks(img->width, img->height, lm);
+        fv_features_center_landmarks(fv_image_source_info(img)->width,
+                                     fv_image_source_info(img)->height, lm);
         how = FV_FEATURE_CENTER;
         st = FV_OK;
     }
     if (st == FV_OK)
-        st = fv_pipeline_embed_landmarks(w, img, (const float(*)[2])lm, out, NULL, err);
+        st = fv_pipeline_embed_source(w, img, (const float(*)[2])lm, out, NULL, err);
     if (st) {
         how = FV_FEATURE_FAILED;
         memset(out, 0, d * sizeof *out);
     }
     free(faces);
-    fv_image_free(img);
+    fv_image_source_free(img);
     return how;
 }
 

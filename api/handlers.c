@@ -275,13 +275,14 @@ done:
     return status ? -status : 0;
 }
 
-/* Decodes an image; on failure fills the reply (naming field) and returns its status. */
+/* Opens an image (the blob must outlive *img); on failure fills the reply
+ * (naming field) and returns its status. */
 static int decode_image(const struct fv_handler_env *env, const struct blob *b, const char *field,
-                        struct fv_image **img, struct fv_reply *r)
+                        struct fv_image_source **img, struct fv_reply *r)
 {
     struct fv_error err = {0};
-    enum fv_status st = fv_image_decode(b->data, b->size, &fv_pipeline_params(env->pipeline)->limits,
-                                        img, &err);
+    enum fv_status st = fv_image_source_open(b->data, b->size,
+                                             &fv_pipeline_params(env->pipeline)->limits, img, &err);
     if (!st)
         return 0;
     const char *code;
@@ -355,14 +356,15 @@ static int load_side(const struct fv_handler_env *env, const struct input *in, s
         return 0;
     }
     s->from_image = 1;
-    struct fv_image *img = NULL;
+    struct fv_image_source *img = NULL;
     double t0 = now_ms();
     if (decode_image(env, &b, s->image_field, &img, r))
         goto fail;
     double t1 = now_ms();
     struct fv_error err = {0};
-    enum fv_status st = fv_pipeline_process(env->worker, img, policy, &s->faces, &s->n_faces, &err);
-    fv_image_free(img);
+    enum fv_status st =
+        fv_pipeline_process_source(env->worker, img, policy, &s->faces, &s->n_faces, &err);
+    fv_image_source_free(img);
     s->decode_ms = t1 - t0;
     s->process_ms = now_ms() - t1;
     free(b.owned);
@@ -546,20 +548,20 @@ static cJSON *one_image(const struct fv_handler_env *env, const struct blob *b, 
                         struct fv_reply *scratch)
 {
     int dim = fv_pipeline_dim(env->pipeline);
-    struct fv_image *img = NULL;
+    struct fv_image_source *img = NULL;
     *status = decode_image(env, b, field, &img, scratch);
     if (*status)
         return NULL;
     struct fv_error err = {0};
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "width", img->width);
-    cJSON_AddNumberToObject(o, "height", img->height);
+    cJSON_AddNumberToObject(o, "width", fv_image_source_info(img)->width);
+    cJSON_AddNumberToObject(o, "height", fv_image_source_info(img)->height);
     cJSON *faces_json = cJSON_AddArrayToObject(o, "faces");
     enum fv_status st;
     int n = 0;
     if (with_embeddings) {
         struct fv_face_embedding *faces = NULL;
-        st = fv_pipeline_process(env->worker, img, policy, &faces, &n, &err);
+        st = fv_pipeline_process_source(env->worker, img, policy, &faces, &n, &err);
         for (int i = 0; !st && i < n; i++) {
             cJSON *f = fv_api_face_json(&faces[i].face);
             cJSON_AddItemToObject(f, "embedding", embedding_json(faces[i].embedding, dim));
@@ -568,14 +570,14 @@ static cJSON *one_image(const struct fv_handler_env *env, const struct blob *b, 
         fv_face_embeddings_free(faces, n);
     } else {
         struct fv_face *faces = NULL;
-        st = fv_pipeline_detect(env->worker, img, policy, &faces, &n, &err);
+        st = fv_pipeline_detect_source(env->worker, img, policy, &faces, &n, &err);
         if (st == FV_ERR_NO_FACE)
             st = FV_OK, n = 0; /* detection finding nothing is an answer, not an error */
         for (int i = 0; !st && i < n; i++)
             cJSON_AddItemToArray(faces_json, fv_api_face_json(&faces[i]));
         free(faces);
     }
-    fv_image_free(img);
+    fv_image_source_free(img);
     if (st) {
         cJSON_Delete(o);
         *status = pipeline_error(st, &err, field, scratch);

@@ -22,6 +22,8 @@
 
 #define PATH_MAX_LEN 512
 #define CONTENT_TYPE_MAX 256
+/* The body buffer's first size; it doubles as data arrives (see body_reserve). */
+#define BODY_BUFFER_INITIAL ((size_t)16 << 10)
 
 struct request {
     struct fv_server *server;
@@ -36,6 +38,7 @@ struct request {
     int reply_ready; /* written by a worker before it resumes the connection */
     uint8_t *body;
     size_t size, cap;
+    size_t announced; /* Content-Length, 0 when absent (chunked) or empty */
     struct fv_reply reply;
     int status;        /* what was sent, for the log and metrics */
     int counted;       /* metrics already updated (when the answer was queued) */
@@ -229,6 +232,32 @@ static void run_handler(struct fv_server *s, struct request *rq,
     fv_routes[rq->route].handler(&env, &req, &rq->reply);
 }
 
+/* Makes room for n more body bytes (the caller has checked that size + n is
+ * within max_body). The buffer starts at 16 KiB and doubles as data arrives, up
+ * to the announced Content-Length (or max_body when there is none), as nginx's
+ * client_body_buffer_size does: a client that announces a large body and sends
+ * little costs little, and the reallocations of a body that does arrive copy
+ * less than twice its size in all. Returns 0 when out of memory; the buffer is
+ * then unchanged. */
+static int body_reserve(struct request *rq, size_t n, size_t max_body)
+{
+    if (n <= rq->cap - rq->size)
+        return 1;
+    size_t need = rq->size + n;
+    size_t limit = rq->announced >= need ? rq->announced : max_body;
+    size_t cap = rq->cap ? rq->cap : BODY_BUFFER_INITIAL;
+    if (cap > limit)
+        cap = limit;
+    while (cap < need)
+        cap = cap > limit / 2 ? limit : cap * 2;
+    uint8_t *body = realloc(rq->body, cap);
+    if (!body)
+        return 0;
+    rq->body = body;
+    rq->cap = cap;
+    return 1;
+}
+
 /* Hands the request to a worker, or answers 429. Called once the body is in. */
 static enum MHD_Result enqueue(struct fv_server *s, struct request *rq)
 {
@@ -322,14 +351,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                s->config.max_body);
                 return send_reply(rq);
             }
-            if (n > 0) {
-                rq->body = malloc((size_t)n);
-                if (!rq->body) {
-                    fv_reply_error(&rq->reply, 503, "busy", NULL, "out of memory for the body");
-                    return send_reply(rq);
-                }
-                rq->cap = (size_t)n;
-            }
+            /* Nothing is reserved yet: the buffer grows as the body arrives. */
+            rq->announced = (size_t)n;
         }
         return MHD_YES;
     }
@@ -363,18 +386,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             send_reply(rq);
             return MHD_YES;
         }
-        if (n > rq->cap - rq->size) {
-            /* Chunked upload (or a lying Content-Length): grow geometrically, capped. */
-            size_t cap = rq->cap ? rq->cap : 65536;
-            while (cap - rq->size < n)
-                cap = cap > s->config.max_body / 2 ? s->config.max_body : cap * 2;
-            uint8_t *body = realloc(rq->body, cap);
-            if (!body) {
-                fv_reply_error(&rq->reply, 503, "busy", NULL, "out of memory for the body");
-                return MHD_YES;
-            }
-            rq->body = body;
-            rq->cap = cap;
+        if (!body_reserve(rq, n, s->config.max_body)) {
+            fv_reply_error(&rq->reply, 503, "busy", NULL, "out of memory for the body");
+            free(rq->body);
+            rq->body = NULL;
+            rq->size = rq->cap = 0;
+            return MHD_YES;
         }
         memcpy(rq->body + rq->size, upload_data, n);
         rq->size += n;

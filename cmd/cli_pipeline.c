@@ -29,7 +29,14 @@ const char fv_cli_pipeline_help[] =
     "                       embedding model mobilefacenet.fvm (default: models, or $FACEVER_MODELS)\n"
     "  --model FILE         embedding model file (default: DIR/mobilefacenet.fvm)\n"
     "  --pca FILE           PCA projection fitted with 'facever pca fit'\n"
-    "  --min-face PX        smallest face to detect (default 20)\n"
+    "  --detect-max-side N  detect on a copy whose longer side is at most N pixels\n"
+    "                       (default 640; 0: the full image). Landmarks and crops still\n"
+    "                       read finer pixels. Faces under 20 pixels of that copy are\n"
+    "                       not found (126 px in a 4032x3024 photo): ask for smaller\n"
+    "                       ones with --min-face, which raises the copy's resolution\n"
+    "  --min-face PX|P%     smallest face to find, in pixels of the image or as a percentage\n"
+    "                       of its shorter side (default: 20 pixels of the copy detection\n"
+    "                       runs on, which is 20 pixels of images up to N pixels)\n"
     "  --detect-thresholds P,R,O  MTCNN stage thresholds (default 0.6,0.7,0.7)\n"
     "  --policy P           largest | center | all (default largest)\n"
     "  --max-pixels N       refuse images with more pixels (default 40000000)\n"
@@ -49,8 +56,31 @@ int fv_cli_pipeline_option(const char *cmd, struct fv_cli_pipeline *o, int argc,
     } else if (strcmp(a, "--pca") == 0 && v) {
         o->pca_path = v;
     } else if (strcmp(a, "--min-face") == 0) {
-        if (fv_cli_parse_float(cmd, a, v, &o->params.detect.min_face))
+        size_t len = v ? strlen(v) : 0;
+        char *end = NULL;
+        double x = len ? strtod(v, &end) : NAN;
+        if (len && end == v + len - 1 && v[len - 1] == '%' && x > 0 && x <= 100) {
+            o->params.detect.min_face = 0;
+            o->params.detect.min_face_relative = (float)(x / 100);
+        } else if (len && end == v + len && x >= 12 && x <= 100000) {
+            o->params.detect.min_face = (float)x;
+            o->params.detect.min_face_relative = 0;
+        } else {
+            fprintf(stderr,
+                    "facever %s: --min-face needs pixels (12 to 100000) or a percentage of the "
+                    "shorter side like 5%%\n",
+                    cmd);
             return -1;
+        }
+    } else if (strcmp(a, "--detect-max-side") == 0) {
+        if (fv_cli_parse_int(cmd, a, v, 0, 100000, &n))
+            return -1;
+        if (n != 0 && n < 48) {
+            fprintf(stderr, "facever %s: --detect-max-side must be 0 (full size) or at least 48\n",
+                    cmd);
+            return -1;
+        }
+        o->params.detect.max_side = (int)n;
     } else if (strcmp(a, "--detect-thresholds") == 0) {
         float *t = o->params.detect.thresholds;
         if (!v || sscanf(v, "%f,%f,%f", &t[0], &t[1], &t[2]) != 3) {

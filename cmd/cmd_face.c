@@ -98,39 +98,45 @@ int fv_cmd_detect(int argc, char **argv)
     struct fv_error err = {0};
     struct fv_detector *det = NULL;
     struct fv_detector_context *ctx = NULL;
+    struct fv_image_source *src = NULL;
     struct fv_image *img = NULL;
     struct fv_face *faces = NULL;
     int n = 0;
     rc = 2;
     double t0 = now_ms();
-    if (fv_image_load(pos[0], &o.params.limits, &img, &err) ||
+    if (fv_image_source_load(pos[0], &o.params.limits, &src, &err) ||
         fv_detector_load(o.models_dir, &det, &err) ||
         fv_detector_context_new(det, &ctx, &err))
         goto done;
+    const struct fv_image_info *info = fv_image_source_info(src);
     double t1 = now_ms();
     struct fv_face *all = NULL;
-    if (fv_detect(ctx, img, &o.params.detect, &all, &n, &err))
+    if (fv_detect_source(ctx, src, &o.params.detect, &all, &n, &err)) {
+        fv_error_prefix(&err, "%s: ", pos[0]); /* a large JPEG found corrupt only now */
         goto done;
+    }
     double t2 = now_ms();
     faces = all;
     if (o.json) {
         cJSON *root = cJSON_CreateObject();
         cJSON_AddStringToObject(root, "image", pos[0]);
-        cJSON_AddNumberToObject(root, "width", img->width);
-        cJSON_AddNumberToObject(root, "height", img->height);
+        cJSON_AddNumberToObject(root, "width", info->width);
+        cJSON_AddNumberToObject(root, "height", info->height);
         cJSON *arr = cJSON_AddArrayToObject(root, "faces");
         for (int i = 0; i < n; i++)
             cJSON_AddItemToArray(arr, fv_api_face_json(&faces[i]));
         cJSON_AddNumberToObject(root, "detect_ms", round((t2 - t1) * 10) / 10);
         fv_cli_print_json(root);
     } else {
-        printf("%s: %dx%d, %d face%s (%.1f ms)\n", pos[0], img->width, img->height, n,
+        printf("%s: %dx%d, %d face%s (%.1f ms)\n", pos[0], info->width, info->height, n,
                n == 1 ? "" : "s", t2 - t1);
         for (int i = 0; i < n; i++)
             print_face_text(i, &faces[i]);
     }
     (void)t0;
     if (d.draw) {
+        if (fv_image_load(pos[0], &o.params.limits, &img, &err))
+            goto done;
         int thick = img->width > 1000 ? 3 : 1, radius = img->width > 1000 ? 4 : 1;
         for (int i = 0; i < n; i++) {
             fv_image_draw_rect(img, faces[i].box[0], faces[i].box[1], faces[i].box[2],
@@ -148,6 +154,7 @@ done:
         fv_cli_fail("detect", &err);
     free(faces);
     fv_image_free(img);
+    fv_image_source_free(src);
     fv_detector_context_free(ctx);
     fv_detector_free(det);
     return rc;
@@ -190,14 +197,17 @@ int fv_cmd_align(int argc, char **argv)
     struct fv_error err = {0};
     struct fv_pipeline *pipe = NULL;
     struct fv_pipeline_worker *w = NULL;
-    struct fv_image *img = NULL;
+    struct fv_image_source *src = NULL;
     struct fv_face *faces = NULL;
     int n = 0;
     rc = 2;
-    if (fv_image_load(pos[0], &o.params.limits, &img, &err) ||
+    if (fv_image_source_load(pos[0], &o.params.limits, &src, &err) ||
         fv_cli_pipeline_open(&o, &pipe, &err) || fv_pipeline_worker_new(pipe, &w, &err) ||
-        fv_pipeline_detect(w, img, o.policy, &faces, &n, &err))
+        fv_pipeline_detect_source(w, src, o.policy, &faces, &n, &err)) {
+        if (src && !strstr(err.message, pos[0]))
+            fv_error_prefix(&err, "%s: ", pos[0]);
         goto done;
+    }
     if (n == 0) {
         fv_error_set(&err, FV_ERR_NO_FACE, "%s: no face found", pos[0]);
         goto done;
@@ -212,7 +222,8 @@ int fv_cmd_align(int argc, char **argv)
             int stem = dot ? (int)(dot - a.out) : (int)strlen(a.out);
             snprintf(path, sizeof path, "%.*s-%d%s", stem, a.out, i, dot ? dot : ".png");
         }
-        if (fv_pipeline_align(pipe, img, (const float(*)[2])faces[i].landmarks, &crop, &err))
+        if (fv_pipeline_align_source(pipe, src, (const float(*)[2])faces[i].landmarks, &crop,
+                                     &err))
             goto done;
         enum fv_status st = fv_image_save(crop, path, &err);
         fv_image_free(crop);
@@ -225,7 +236,7 @@ done:
     if (rc)
         fv_cli_fail("align", &err);
     free(faces);
-    fv_image_free(img);
+    fv_image_source_free(src);
     fv_pipeline_worker_free(w);
     fv_pipeline_free(pipe);
     return rc;
@@ -290,12 +301,12 @@ int fv_cmd_embed(int argc, char **argv)
     }
     rc = 0;
     for (int i = 0; i < n_pos; i++) {
-        struct fv_image *img = NULL;
+        struct fv_image_source *img = NULL;
         struct fv_face_embedding *faces = NULL;
         int n = 0;
         struct fv_error ierr = {0};
-        if (fv_image_load(pos[i], &o.params.limits, &img, &ierr) == FV_OK &&
-            fv_pipeline_process(w, img, o.policy, &faces, &n, &ierr) == FV_OK) {
+        if (fv_image_source_load(pos[i], &o.params.limits, &img, &ierr) == FV_OK &&
+            fv_pipeline_process_source(w, img, o.policy, &faces, &n, &ierr) == FV_OK) {
             cJSON *entry = root ? cJSON_CreateObject() : NULL, *arr = NULL;
             if (entry) {
                 cJSON_AddStringToObject(entry, "image", pos[i]);
@@ -329,7 +340,7 @@ int fv_cmd_embed(int argc, char **argv)
             rc = 2;
         }
         fv_face_embeddings_free(faces, n);
-        fv_image_free(img);
+        fv_image_source_free(img);
     }
 done:
     if (root) {
@@ -354,7 +365,7 @@ struct verify_side {
     struct fv_pipeline_worker *worker;
     const struct fv_cli_pipeline *options;
     const char *path;
-    struct fv_image *img;
+    struct fv_image_source *img;
     struct fv_face_embedding *faces;
     int n;
     enum fv_status status;
@@ -364,10 +375,10 @@ struct verify_side {
 static void *verify_side_run(void *arg)
 {
     struct verify_side *v = arg;
-    v->status = fv_image_load(v->path, &v->options->params.limits, &v->img, &v->err);
+    v->status = fv_image_source_load(v->path, &v->options->params.limits, &v->img, &v->err);
     if (v->status == FV_OK)
-        v->status = fv_pipeline_process(v->worker, v->img, v->options->policy, &v->faces, &v->n,
-                                        &v->err);
+        v->status = fv_pipeline_process_source(v->worker, v->img, v->options->policy, &v->faces,
+                                               &v->n, &v->err);
     if (v->status == FV_ERR_NO_FACE)
         fv_error_set(&v->err, v->status, "%s: no face found", v->path);
     else if (v->status && !strstr(v->err.message, v->path))
@@ -454,7 +465,7 @@ done:
         fv_cli_fail("verify", &err);
     for (int i = 0; i < 2; i++) {
         fv_face_embeddings_free(side[i].faces, side[i].n);
-        fv_image_free(side[i].img);
+        fv_image_source_free(side[i].img);
         fv_pipeline_worker_free(side[i].worker);
     }
     fv_pipeline_free(pipe);

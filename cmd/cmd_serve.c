@@ -38,7 +38,8 @@ static const char serve_usage[] =
     "                       $FACEVER_MAX_CONNECTIONS_PER_IP)\n"
     "  --data-root DIR      folder evaluations may read from ($FACEVER_DATA_ROOT)\n"
     "  --threshold T        default verification threshold (model's; $FACEVER_THRESHOLD)\n"
-    "  --max-pixels N       $FACEVER_MAX_PIXELS; --min-face PX $FACEVER_MIN_FACE\n"
+    "  --max-pixels N       $FACEVER_MAX_PIXELS; --min-face PX|P% $FACEVER_MIN_FACE;\n"
+    "                       --detect-max-side N $FACEVER_DETECT_MAX_SIDE\n"
     "  --policy P           default face policy: largest | center ($FACEVER_POLICY)\n"
     "  --precision P        auto | fp32 | bf16 ($FACEVER_PRECISION)\n\n"
     "pipeline options:\n";
@@ -109,7 +110,7 @@ static int apply_environment(struct serve_options *o, struct fv_cli_pipeline *p)
         {"FACEVER_MAX_CONNECTIONS_PER_IP", "--max-connections-per-ip"},
         {"FACEVER_THRESHOLD", "--threshold"}, {"FACEVER_MAX_PIXELS", "--max-pixels"},
         {"FACEVER_MIN_FACE", "--min-face"},   {"FACEVER_POLICY", "--policy"},
-        {"FACEVER_PRECISION", "--precision"},
+        {"FACEVER_PRECISION", "--precision"}, {"FACEVER_DETECT_MAX_SIDE", "--detect-max-side"},
     };
     for (size_t k = 0; k < sizeof vars / sizeof vars[0]; k++) {
         char *value = getenv(vars[k][0]);

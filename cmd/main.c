@@ -2,6 +2,7 @@
 #include <cblas.h>
 #include <errno.h>
 #include <math.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,11 @@ int main(int argc, char **argv)
      * running several workers (eval, serve). OpenBLAS's own threads only add
      * hand-off latency at these matrix sizes. */
     openblas_set_num_threads(1);
+    /* Blocks of a megabyte and more (decoded photos, a JPEG's coefficients)
+     * come from mmap and go back to the system when freed, instead of glibc
+     * raising that threshold after the first large free and keeping such
+     * blocks in its heaps: resident memory then follows what is in use. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     /* A level FV_CPU names but this CPU lacks stops every command here, with
      * the reason, before any kernel could run. */
     enum fv_cpu_level level;

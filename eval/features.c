@@ -340,7 +340,7 @@ static void one_image(struct job *job, struct fv_pipeline_worker *w, size_t i)
     float *out = job->features + i * (size_t)job->dim;
     uint8_t *data = NULL;
     size_t size = 0;
-    struct fv_image *img = NULL;
+    struct fv_image_source *img = NULL;
     struct fv_face *faces = NULL;
     int n = 0;
     struct fv_error err = {0};
@@ -361,14 +361,15 @@ static void one_image(struct job *job, struct fv_pipeline_worker *w, size_t i)
         return;
     }
     atomic_fetch_add(&job->computed, 1);
-    enum fv_status st = fv_image_decode(data, size, &pp->limits, &img, &err);
-    free(data);
-    if (st)
+    enum fv_status st = fv_image_source_open(data, size, &pp->limits, &img, &err);
+    if (st) {
+        free(data);
         return;
-    st = fv_pipeline_detect(w, img, job->params->policy, &faces, &n, &err);
+    }
+    st = fv_pipeline_detect_source(w, img, job->params->policy, &faces, &n, &err);
     if (st == FV_OK && n > 0) {
-        st = fv_pipeline_embed_landmarks(w, img, (const float(*)[2])faces[0].landmarks, out, NULL,
-                                         &err);
+        st = fv_pipeline_embed_source(w, img, (const float(*)[2])faces[0].landmarks, out, NULL,
+                                      &err);
         job->how[i] = FV_FEATURE_DETECTED;
     } else if (st == FV_OK) {
         const float *given = landmarks_find(job->landmarks, job->paths[i]);
@@ -377,11 +378,12 @@ static void one_image(struct job *job, struct fv_pipeline_worker *w, size_t i)
             memcpy(lm, given, sizeof lm);
             job->how[i] = FV_FEATURE_LANDMARKS;
         } else if (job->params->center_fallback) {
-            fv_features_center_landmarks(img->width, img->height, lm);
+            fv_features_center_landmarks(fv_image_source_info(img)->width,
+                                         fv_image_source_info(img)->height, lm);
             job->how[i] = FV_FEATURE_CENTER;
         }
         if (job->how[i] != FV_FEATURE_FAILED)
-            st = fv_pipeline_embed_landmarks(w, img, (const float(*)[2])lm, out, NULL, &err);
+            st = fv_pipeline_embed_source(w, img, (const float(*)[2])lm, out, NULL, &err);
     }
     if (st) {
         job->how[i] = FV_FEATURE_FAILED;
@@ -390,7 +392,8 @@ static void one_image(struct job *job, struct fv_pipeline_worker *w, size_t i)
             job_fail(job, st, &err);
     }
     free(faces);
-    fv_image_free(img);
+    fv_image_source_free(img);
+    free(data);
 }
 
 static void *worker_main(void *arg)

@@ -2,6 +2,7 @@
 #include "pipeline/detect.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,13 @@
 #define PNET_STRIDE 2
 #define RNET_BATCH 64
 #define ONET_BATCH 32
+
+/* MTCNN's usual smallest face, in pixels of the image P-Net searches. */
+#define MIN_FACE_DEFAULT 20.0f
+#define DEFAULT_MAX_SIDE 640
+/* Finer pixels read for R-Net and O-Net crops: at most this many times the
+ * pixels of the copy P-Net searched. */
+#define FINE_BUDGET 4.0
 
 struct fv_detector {
     struct fv_model *net[3];
@@ -37,7 +45,9 @@ struct candidate {
 
 void fv_detect_default_params(struct fv_detect_params *p)
 {
-    p->min_face = 20.0f;
+    p->min_face = 0.0f;
+    p->min_face_relative = 0.0f;
+    p->max_side = DEFAULT_MAX_SIDE;
     p->factor = 0.709f;
     p->thresholds[0] = 0.6f;
     p->thresholds[1] = 0.7f;
@@ -47,8 +57,16 @@ void fv_detect_default_params(struct fv_detect_params *p)
 
 enum fv_status fv_detect_check_params(const struct fv_detect_params *p, struct fv_error *err)
 {
-    if (!(p->min_face >= 12.0f && p->min_face <= 100000.0f))
-        return fv_error_set(err, FV_ERR_INVALID_ARG, "min_face must be between 12 and 100000");
+    if (!(p->min_face == 0.0f || (p->min_face >= 12.0f && p->min_face <= 100000.0f)))
+        return fv_error_set(err, FV_ERR_INVALID_ARG,
+                            "min_face must be 0 (automatic) or between 12 and 100000 pixels");
+    if (!(p->min_face_relative >= 0.0f && p->min_face_relative <= 1.0f))
+        return fv_error_set(err, FV_ERR_INVALID_ARG,
+                            "min_face_relative must be between 0 and 1 (a fraction of the "
+                            "shorter side)");
+    if (p->max_side != 0 && (p->max_side < 48 || p->max_side > 100000))
+        return fv_error_set(err, FV_ERR_INVALID_ARG,
+                            "max_side must be 0 (full size) or between 48 and 100000 pixels");
     if (!(p->factor >= 0.1f && p->factor <= 0.95f))
         return fv_error_set(err, FV_ERR_INVALID_ARG, "pyramid factor must be between 0.1 and 0.95");
     for (int i = 0; i < 3; i++)
@@ -357,11 +375,116 @@ static enum fv_status pnet_level(struct fv_detector_context *ctx, const struct f
     return FV_OK;
 }
 
-/* Crops each box (1-based inclusive coordinates, zero outside the image),
- * resamples it to size × size and runs net `stage` in batches; keeps the
- * candidates whose face probability exceeds threshold, with score, regression
- * and (O-Net) landmark outputs filled in. Returns the kept count in *n. */
-static enum fv_status refine(struct fv_detector_context *ctx, int stage, const struct fv_image *img,
+/* Where R-Net and O-Net read their crops. Boxes are in pixels of img, the
+ * image P-Net searched; when that is a reduced copy of src's image (sx, sy
+ * of its pixels per full-size pixel), a box smaller than twice the network's
+ * input is read from `fine`, finer pixels of the region the boxes cover. */
+struct crop_source {
+    const struct fv_image *img;
+    struct fv_image_source *src; /* NULL: img is the full image */
+    float sx, sy;
+    const struct fv_image *fine;
+    struct fv_image *fine_owned;
+    struct fv_image_window window;
+};
+
+static bool needs_fine(const struct crop_source *cs, const float *b, int size)
+{
+    return cs->src && (b[2] - b[0] + 1 < 2.0f * size || b[3] - b[1] + 1 < 2.0f * size);
+}
+
+/* Reads the finer pixels that the boxes smaller than twice size need (one
+ * region covering them all, at the scale the smallest needs). */
+static enum fv_status prepare_crops(struct crop_source *cs, const struct candidate *c, size_t n,
+                                    int size, struct fv_error *err)
+{
+    fv_image_free(cs->fine_owned);
+    cs->fine_owned = NULL;
+    cs->fine = NULL;
+    if (!cs->src)
+        return FV_OK;
+    const struct fv_image *full = fv_image_source_full(cs->src);
+    if (full) { /* already in memory: read the full-size pixels themselves */
+        cs->fine = full;
+        cs->window = (struct fv_image_window){1.0f, 0, 0};
+        return FV_OK;
+    }
+    double x0 = INFINITY, y0 = INFINITY, x1 = -INFINITY, y1 = -INFINITY, scale = 0;
+    for (size_t i = 0; i < n; i++) {
+        const float *b = c[i].box;
+        if (!needs_fine(cs, b, size))
+            continue;
+        /* Pixel k of img covers [k / s, (k + 1) / s) of the full image. */
+        double w = b[2] - b[0] + 1, h = b[3] - b[1] + 1;
+        if (!(w >= 1 && h >= 1 && w <= 100000 && h <= 100000))
+            continue;
+        x0 = fmin(x0, (b[0] - 1) / cs->sx);
+        y0 = fmin(y0, (b[1] - 1) / cs->sy);
+        x1 = fmax(x1, (b[0] - 1 + w) / cs->sx);
+        y1 = fmax(y1, (b[1] - 1 + h) / cs->sy);
+        scale = fmax(scale, 2.0 * size * fmax(cs->sx / w, cs->sy / h));
+    }
+    if (scale == 0)
+        return FV_OK;
+    scale = fmin(scale, 1.0);
+    /* One tiny candidate must not make the whole region decode at full size:
+     * the region gets at most FINE_BUDGET times the pixels P-Net searched (and
+     * at least a megapixel); the smallest boxes then read somewhat coarser
+     * pixels, still finer than the copy's. */
+    double area = (x1 - x0) * (y1 - y0) * scale * scale;
+    double budget = fmax(1e6, FINE_BUDGET * (double)cs->img->width * cs->img->height);
+    if (area > budget)
+        scale *= sqrt(budget / area);
+    double margin = 2.0 / scale + 1;
+    int rx = (int)fmax(floor(x0 - margin), -1e9), ry = (int)fmax(floor(y0 - margin), -1e9);
+    int rw = (int)fmin(ceil(x1 + margin) - rx, 1e9), rh = (int)fmin(ceil(y1 + margin) - ry, 1e9);
+    enum fv_status st = fv_image_source_read(cs->src, (float)scale, rx, ry, rw, rh,
+                                             &cs->fine_owned, &cs->window, err);
+    if (st == FV_ERR_INVALID_ARG) /* every box lies outside the image */
+        return FV_OK;
+    cs->fine = cs->fine_owned;
+    return st;
+}
+
+/* The box (1-based inclusive coordinates of cs->img, zero outside the image)
+ * resampled to size × size, into *out. */
+static enum fv_status crop_box(const struct crop_source *cs, const float *b, int size,
+                               struct fv_image **out, struct fv_error *err)
+{
+    int x = (int)b[0] - 1, y = (int)b[1] - 1;
+    int w = (int)(b[2] - b[0] + 1), h = (int)(b[3] - b[1] + 1);
+    const struct fv_image *from = cs->img;
+    if (cs->fine && needs_fine(cs, b, size)) {
+        float f = cs->window.scale;
+        double fx = f / cs->sx, fy = f / cs->sy;
+        from = cs->fine;
+        x = (int)lround(x * fx - cs->window.x);
+        y = (int)lround(y * fy - cs->window.y);
+        w = (int)fmax(1, lround(w * fx));
+        h = (int)fmax(1, lround(h * fy));
+    }
+    struct fv_image *crop = fv_image_crop(from, x, y, w, h);
+    if (!crop)
+        return fv_error_set(err, FV_ERR_NOMEM, "out of memory cropping faces");
+    int k = (w < h ? w : h) / (2 * size);
+    k = k > 256 ? 256 : k;
+    if (from != cs->img && k >= 2) {
+        /* Finer pixels than needed: average blocks before the filter. */
+        struct fv_image *reduced = fv_image_reduce(crop, k);
+        fv_image_free(crop);
+        if (!(crop = reduced))
+            return fv_error_set(err, FV_ERR_NOMEM, "out of memory cropping faces");
+    }
+    enum fv_status st = fv_image_resize(crop, size, size, out, err);
+    fv_image_free(crop);
+    return st;
+}
+
+/* Crops each box, resamples it to size × size and runs net `stage` in
+ * batches; keeps the candidates whose face probability exceeds threshold, with
+ * score, regression and (O-Net) landmark outputs filled in. Returns the kept
+ * count in *n. */
+static enum fv_status refine(struct fv_detector_context *ctx, int stage, struct crop_source *cs,
                              struct candidate *c, size_t *n, float threshold, struct fv_error *err)
 {
     const struct fv_detector *det = ctx->det;
@@ -369,26 +492,23 @@ static enum fv_status refine(struct fv_detector_context *ctx, int stage, const s
     const int size = meta->input_h, batch_max = stage == 1 ? RNET_BATCH : ONET_BATCH;
     const size_t per = (size_t)size * size * 3;
     size_t kept = 0, total = *n;
-    enum fv_status st = FV_OK;
+    enum fv_status st = prepare_crops(cs, c, total, size, err);
+    if (st)
+        return st;
     for (size_t start = 0; start < total; start += (size_t)batch_max) {
         size_t count = total - start < (size_t)batch_max ? total - start : (size_t)batch_max;
         for (size_t k = 0; k < count; k++) {
             const float *b = c[start + k].box;
-            int x = (int)b[0] - 1, y = (int)b[1] - 1;
             int w = (int)(b[2] - b[0] + 1), h = (int)(b[3] - b[1] + 1);
-            struct fv_image *crop = NULL, *small = NULL;
+            struct fv_image *small = NULL;
             if (w < 1 || h < 1 || w > 100000 || h > 100000) {
                 memset(ctx->input + k * per, 0, per * sizeof *ctx->input);
                 continue;
             }
-            crop = fv_image_crop(img, x, y, w, h);
-            if (!crop || (st = fv_image_resize(crop, size, size, &small, err)) != FV_OK) {
-                fv_image_free(crop);
-                return st ? st : fv_error_set(err, FV_ERR_NOMEM, "out of memory cropping faces");
-            }
+            if ((st = crop_box(cs, b, size, &small, err)))
+                return st;
             fill_input(small, meta->transpose_input, 0, 0, size, size, meta->pixel_mean,
                        meta->pixel_scale, ctx->input + k * per);
-            fv_image_free(crop);
             fv_image_free(small);
         }
         if ((st = fv_context_run(ctx->ctx[stage], ctx->input, (int)count, size, size, err)))
@@ -413,24 +533,21 @@ static enum fv_status refine(struct fv_detector_context *ctx, int stage, const s
     return FV_OK;
 }
 
-enum fv_status fv_detect(struct fv_detector_context *ctx, const struct fv_image *img,
-                         const struct fv_detect_params *p, struct fv_face **faces, int *n_faces,
-                         struct fv_error *err)
+/* MTCNN on cs->img with faces of at least min_face pixels of it; faces in
+ * cs->img's 0-based pixel coordinates. */
+static enum fv_status detect_image(struct fv_detector_context *ctx, struct crop_source *cs,
+                                   float min_face, const struct fv_detect_params *p,
+                                   struct fv_face **faces, int *n_faces, struct fv_error *err)
 {
     struct candidates all = {0}, level_list = {0};
+    const struct fv_image *img = cs->img;
     enum fv_status st;
-    *faces = NULL;
-    *n_faces = 0;
-    if ((st = fv_detect_check_params(p, err)))
-        return st;
-    if (img->width < 1 || img->height < 1)
-        return fv_error_set(err, FV_ERR_INVALID_ARG, "empty image");
 
     /* Stage 1: P-Net over the pyramid. */
     struct fv_resampler *pyramid = fv_resampler_new(img);
     if (!pyramid)
         return fv_error_set(err, FV_ERR_NOMEM, "out of memory building the image pyramid");
-    float m = (float)PNET_CELL / p->min_face;
+    float m = (float)PNET_CELL / min_face;
     float minl = (float)(img->width < img->height ? img->width : img->height) * m;
     for (float scale = m; minl >= PNET_CELL; scale *= p->factor, minl *= p->factor) {
         int hs = (int)ceil((double)img->height * scale), ws = (int)ceil((double)img->width * scale);
@@ -455,7 +572,7 @@ enum fv_status fv_detect(struct fv_detector_context *ctx, const struct fv_image 
     truncate_boxes(all.c, all.n);
 
     /* Stage 2: R-Net. */
-    if ((st = refine(ctx, 1, img, all.c, &all.n, p->thresholds[1], err)))
+    if ((st = refine(ctx, 1, cs, all.c, &all.n, p->thresholds[1], err)))
         goto fail;
     all.n = nms_candidates(all.c, all.n, 0.7f, 0);
     regress(all.c, all.n, 1.0f);
@@ -463,7 +580,7 @@ enum fv_status fv_detect(struct fv_detector_context *ctx, const struct fv_image 
 
     /* Stage 3: O-Net, landmarks, final NMS by the smaller area. */
     truncate_boxes(all.c, all.n);
-    if ((st = refine(ctx, 2, img, all.c, &all.n, p->thresholds[2], err)))
+    if ((st = refine(ctx, 2, cs, all.c, &all.n, p->thresholds[2], err)))
         goto fail;
     for (size_t i = 0; i < all.n; i++) {
         struct candidate *c = &all.c[i];
@@ -505,6 +622,89 @@ fail:
     fv_resampler_free(pyramid);
     free(all.c);
     free(level_list.c);
+    return st;
+}
+
+/* The scale (pixels of the copy P-Net searches per pixel of the image) and the
+ * smallest face in pixels of that copy, for a width × height image. */
+static void working_scale(const struct fv_detect_params *p, int width, int height, double *scale,
+                          float *min_face)
+{
+    int longer = width > height ? width : height, shorter = width < height ? width : height;
+    double s = p->max_side > 0 && longer > p->max_side ? (double)p->max_side / longer : 1.0;
+    double wanted = fmax(p->min_face, (double)p->min_face_relative * shorter);
+    if (wanted > 0) {
+        s = fmin(1.0, fmax(s, MIN_FACE_DEFAULT / wanted));
+        *min_face = (float)fmax(wanted * s, PNET_CELL);
+    } else {
+        *min_face = MIN_FACE_DEFAULT;
+    }
+    *scale = s;
+}
+
+enum fv_status fv_detect_source(struct fv_detector_context *ctx, struct fv_image_source *src,
+                                const struct fv_detect_params *p, struct fv_face **faces,
+                                int *n_faces, struct fv_error *err)
+{
+    enum fv_status st;
+    *faces = NULL;
+    *n_faces = 0;
+    if ((st = fv_detect_check_params(p, err)))
+        return st;
+    const struct fv_image_info *info = fv_image_source_info(src);
+    if (info->width < 1 || info->height < 1)
+        return fv_error_set(err, FV_ERR_INVALID_ARG, "empty image");
+    double scale;
+    float min_face;
+    working_scale(p, info->width, info->height, &scale, &min_face);
+    int ws = (int)fmax(1, lround(info->width * scale));
+    int hs = (int)fmax(1, lround(info->height * scale));
+    struct crop_source cs = {.sx = 1, .sy = 1};
+    struct fv_image *reduced = NULL;
+    const struct fv_image *full = fv_image_source_full(src);
+    if (ws >= info->width && hs >= info->height && full) {
+        cs.img = full;
+    } else {
+        if ((st = fv_image_source_scaled(src, ws < info->width ? ws : info->width,
+                                         hs < info->height ? hs : info->height, &reduced, err)))
+            return st;
+        cs.img = reduced;
+        if (reduced->width < info->width || reduced->height < info->height) {
+            cs.src = src;
+            cs.sx = (float)reduced->width / info->width;
+            cs.sy = (float)reduced->height / info->height;
+        }
+    }
+    st = detect_image(ctx, &cs, min_face, p, faces, n_faces, err);
+    fv_image_free(cs.fine_owned);
+    fv_image_free(reduced);
+    if (st || !cs.src)
+        return st;
+    /* Pixel k of the copy is centred at full-size coordinate (k + 0.5) / s - 0.5. */
+    for (int i = 0; i < *n_faces; i++) {
+        struct fv_face *f = &(*faces)[i];
+        for (int k = 0; k < 4; k++)
+            f->box[k] = (f->box[k] + 0.5f) / (k % 2 ? cs.sy : cs.sx) - 0.5f;
+        for (int k = 0; k < FV_LANDMARKS; k++) {
+            f->landmarks[k][0] = (f->landmarks[k][0] + 0.5f) / cs.sx - 0.5f;
+            f->landmarks[k][1] = (f->landmarks[k][1] + 0.5f) / cs.sy - 0.5f;
+        }
+    }
+    return FV_OK;
+}
+
+enum fv_status fv_detect(struct fv_detector_context *ctx, const struct fv_image *img,
+                         const struct fv_detect_params *p, struct fv_face **faces, int *n_faces,
+                         struct fv_error *err)
+{
+    struct fv_image_source *src = NULL;
+    *faces = NULL;
+    *n_faces = 0;
+    enum fv_status st = fv_detect_check_params(p, err);
+    if (st || (st = fv_image_source_wrap(img, &src, err)))
+        return st;
+    st = fv_detect_source(ctx, src, p, faces, n_faces, err);
+    fv_image_source_free(src);
     return st;
 }
 

@@ -36,8 +36,22 @@ struct fv_face {
     float landmarks[FV_LANDMARKS][2]; /* (x, y) */
 };
 
+/* Detection runs on a copy of the image whose longer side is at most max_side
+ * pixels (a 12-megapixel photo is searched at 640x480 by default); R-Net and
+ * O-Net crops then read pixels at a resolution where the face is at least
+ * twice the network's input, finer than that copy when the image has them.
+ * Faces smaller than 20 pixels of that copy are not searched for unless
+ * min_face asks for them: min_face (pixels of the image as given) or
+ * min_face_relative (a fraction of its shorter side) below that raise the
+ * copy's resolution, up to the full image. Images no larger than max_side are
+ * searched at full size with a smallest face of 20 pixels, as MTCNN does. */
 struct fv_detect_params {
-    float min_face;      /* smallest face side in pixels (default 20) */
+    float min_face;          /* smallest face side in pixels of the image; 0 (default): 20
+                                pixels of the copy detection runs on */
+    float min_face_relative; /* the same as a fraction of the image's shorter side (0: unused);
+                                the larger of the two counts */
+    int max_side;            /* longer side of the copy detection runs on (default 640;
+                                0: the full image) */
     float factor;        /* pyramid scale step (0.709) */
     float thresholds[3]; /* P-Net, R-Net, O-Net face probability (0.6, 0.7, 0.7) */
     int max_faces;       /* at most this many faces are returned, best first (1000) */
@@ -58,6 +72,12 @@ void fv_detector_free(struct fv_detector *det);
 enum fv_status fv_detector_context_new(const struct fv_detector *det,
                                        struct fv_detector_context **out, struct fv_error *err);
 void fv_detector_context_free(struct fv_detector_context *ctx);
+
+/* Finds faces in the image src reads: on a reduced copy as the parameters say,
+ * with results in pixel coordinates of the full-size upright image. */
+enum fv_status fv_detect_source(struct fv_detector_context *ctx, struct fv_image_source *src,
+                                const struct fv_detect_params *params, struct fv_face **faces,
+                                int *n_faces, struct fv_error *err);
 
 /* Finds faces in img. *faces (malloc'd, caller frees; NULL when none) is sorted
  * by score, best first. Finding no face is not an error: *n_faces is 0. */

@@ -105,6 +105,12 @@ enum fv_status fv_image_save(const struct fv_image *img, const char *path,
 enum fv_status fv_image_resize(const struct fv_image *src, int width, int height,
                                struct fv_image **out, struct fv_error *err);
 
+/* src averaged over k × k blocks, the last row and column of blocks partial
+ * where k does not divide the size, as PIL's Image.reduce does: a cheap first
+ * step when shrinking by a large factor, so that the antialiasing filter after
+ * it has a short support. NULL when k is not in 1..256 or out of memory. */
+struct fv_image *fv_image_reduce(const struct fv_image *src, int k);
+
 /* Several sizes of one source (an image pyramid): the resampler keeps the
  * source's rows in the layout the horizontal pass reads, so each further size
  * costs only its own filtering. Results are fv_image_resize's exactly. src must
@@ -165,6 +171,10 @@ struct fv_image_source;
 enum fv_status fv_image_source_open(const uint8_t *data, size_t size,
                                     const struct fv_image_limits *limits,
                                     struct fv_image_source **out, struct fv_error *err);
+/* Reads the file at path into a source that owns the bytes (errors as
+ * fv_image_load gives them). */
+enum fv_status fv_image_source_load(const char *path, const struct fv_image_limits *limits,
+                                    struct fv_image_source **out, struct fv_error *err);
 /* A source over an image already decoded (borrowed: img must outlive it). */
 enum fv_status fv_image_source_wrap(const struct fv_image *img, struct fv_image_source **out,
                                     struct fv_error *err);
@@ -173,10 +183,22 @@ void fv_image_source_free(struct fv_image_source *src);
 const struct fv_image_info *fv_image_source_info(const struct fv_image_source *src);
 /* The part of the upright image covering the rectangle (x, y, w, h) of the
  * full-size image (clamped to it), at a scale of at least min_scale (at most 1:
- * never enlarged). The part returned may be larger and finer than asked;
- * *window says where it lies. *out is owned by the caller. */
+ * never enlarged), except for a large progressive JPEG, which is decoded once
+ * with its longer side at least 2048 pixels and read from that. The part
+ * returned may be larger and finer than asked; *window says where it lies.
+ * *out is owned by the caller. A rectangle wholly outside the image is
+ * FV_ERR_INVALID_ARG; a JPEG found corrupt or truncated only now is
+ * FV_ERR_FORMAT. */
 enum fv_status fv_image_source_read(struct fv_image_source *src, float min_scale, int x, int y,
                                     int w, int h, struct fv_image **out,
                                     struct fv_image_window *window, struct fv_error *err);
+/* The whole upright image resampled to width x height (at most its full size)
+ * as fv_image_resize does, read from the coarsest decoding that is at least
+ * that large. */
+enum fv_status fv_image_source_scaled(struct fv_image_source *src, int width, int height,
+                                      struct fv_image **out, struct fv_error *err);
+/* The whole upright image at full size when the source holds it in memory
+ * (wrapped images, formats decoded when opened, small JPEGs); else NULL. */
+const struct fv_image *fv_image_source_full(const struct fv_image_source *src);
 
 #endif

@@ -91,12 +91,20 @@ enum fv_status fv_image_orient(struct fv_image **img, int orientation, struct fv
     if (!dst)
         return fv_error_set(err, FV_ERR_NOMEM, "out of memory rotating a %dx%d image",
                             src->width, src->height);
-    uint8_t *out = dst->rgb;
-    for (ptrdiff_t y = 0; y < dst->height; y++) {
-        ptrdiff_t index = base + y * step_y;
-        for (ptrdiff_t x = 0; x < dst->width; x++, index += step_x, out += 3)
-            memcpy(out, src->rgb + index * 3, 3);
-    }
+    /* In 64 × 64 tiles of the destination, so that a transposing walk over the
+     * source stays within a few pages instead of touching a new one per pixel. */
+    enum { TILE = 64 };
+    const ptrdiff_t dw = dst->width, dh = dst->height;
+    for (ptrdiff_t ty = 0; ty < dh; ty += TILE)
+        for (ptrdiff_t tx = 0; tx < dw; tx += TILE) {
+            ptrdiff_t y1 = ty + TILE < dh ? ty + TILE : dh, x1 = tx + TILE < dw ? tx + TILE : dw;
+            for (ptrdiff_t y = ty; y < y1; y++) {
+                ptrdiff_t index = base + y * step_y + tx * step_x;
+                uint8_t *out = dst->rgb + 3 * (y * dw + tx);
+                for (ptrdiff_t x = tx; x < x1; x++, index += step_x, out += 3)
+                    memcpy(out, src->rgb + index * 3, 3);
+            }
+        }
     fv_image_free(*img);
     *img = dst;
     return FV_OK;

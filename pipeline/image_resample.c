@@ -466,3 +466,48 @@ enum fv_status fv_image_resize(const struct fv_image *src, int width, int height
     fv_resampler_free(rs);
     return st;
 }
+
+typedef uint16_t v16u16 __attribute__((vector_size(32)));
+typedef uint8_t v16u8_unaligned __attribute__((vector_size(16), aligned(1)));
+
+struct fv_image *fv_image_reduce(const struct fv_image *src, int k)
+{
+    if (!src || k < 1 || k > 256 || src->width < 1 || src->height < 1)
+        return NULL;
+    int w = (src->width + k - 1) / k, h = (src->height + k - 1) / k;
+    size_t row_values = (size_t)src->width * 3, vectors = (row_values + 15) / 16;
+    struct fv_image *dst = fv_image_new(w, h);
+    /* Sums down a block of rows: at most 256 × 255, so 16 bits suffice. */
+    v16u16 *column = aligned_alloc(32, vectors * sizeof *column);
+    if (!dst || !column) {
+        fv_image_free(dst);
+        free(column);
+        return NULL;
+    }
+    const uint16_t *sums = (const uint16_t *)column;
+    for (int by = 0; by < h; by++) {
+        int y0 = by * k, y1 = y0 + k < src->height ? y0 + k : src->height;
+        memset(column, 0, vectors * sizeof *column);
+        for (int y = y0; y < y1; y++) {
+            const uint8_t *row = src->rgb + (size_t)y * row_values;
+            size_t v = 0;
+            for (; (v + 1) * 16 <= row_values; v++)
+                column[v] += __builtin_convertvector(*(const v16u8_unaligned *)(row + 16 * v),
+                                                     v16u16);
+            for (size_t i = 16 * v; i < row_values; i++)
+                ((uint16_t *)column)[i] += row[i];
+        }
+        uint8_t *out = dst->rgb + (size_t)by * w * 3;
+        for (int bx = 0; bx < w; bx++) {
+            int x0 = bx * k, x1 = x0 + k < src->width ? x0 + k : src->width;
+            uint32_t n = (uint32_t)((x1 - x0) * (y1 - y0)), r = 0, g = 0, b = 0;
+            for (const uint16_t *p = sums + 3 * x0, *end = sums + 3 * x1; p < end; p += 3)
+                r += p[0], g += p[1], b += p[2];
+            out[3 * bx] = (uint8_t)((r + n / 2) / n);
+            out[3 * bx + 1] = (uint8_t)((g + n / 2) / n);
+            out[3 * bx + 2] = (uint8_t)((b + n / 2) / n);
+        }
+    }
+    free(column);
+    return dst;
+}

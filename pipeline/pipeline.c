@@ -226,11 +226,12 @@ static float box_area(const struct fv_face *f)
     return (f->box[2] - f->box[0]) * (f->box[3] - f->box[1]);
 }
 
-enum fv_status fv_pipeline_detect(struct fv_pipeline_worker *w, const struct fv_image *img,
-                                  enum fv_face_policy policy, struct fv_face **faces, int *n,
-                                  struct fv_error *err)
+enum fv_status fv_pipeline_detect_source(struct fv_pipeline_worker *w,
+                                         struct fv_image_source *src, enum fv_face_policy policy,
+                                         struct fv_face **faces, int *n, struct fv_error *err)
 {
-    enum fv_status st = fv_detect(w->detect, img, &w->pipe->params.detect, faces, n, err);
+    const struct fv_image_info *info = fv_image_source_info(src);
+    enum fv_status st = fv_detect_source(w->detect, src, &w->pipe->params.detect, faces, n, err);
     if (st || *n <= 1 || policy == FV_FACE_ALL)
         return st;
     int best = 0;
@@ -241,8 +242,8 @@ enum fv_status fv_pipeline_detect(struct fv_pipeline_worker *w, const struct fv_
         if (policy == FV_FACE_CENTER) {
             /* FaceNet's choice for pre-cropped data sets: size minus twice the squared
              * distance of the box centre from the image centre. */
-            float dx = (f->box[0] + f->box[2]) * 0.5f - img->width * 0.5f;
-            float dy = (f->box[1] + f->box[3]) * 0.5f - img->height * 0.5f;
+            float dx = (f->box[0] + f->box[2]) * 0.5f - info->width * 0.5f;
+            float dy = (f->box[1] + f->box[3]) * 0.5f - info->height * 0.5f;
             value -= 2.0f * (dx * dx + dy * dy);
         }
         if (value > best_value)
@@ -253,9 +254,29 @@ enum fv_status fv_pipeline_detect(struct fv_pipeline_worker *w, const struct fv_
     return FV_OK;
 }
 
-enum fv_status fv_pipeline_align(const struct fv_pipeline *p, const struct fv_image *img,
-                                 const float landmarks[5][2], struct fv_image **crop,
-                                 struct fv_error *err)
+/* Runs fn over a source wrapping img. */
+#define WITH_SOURCE(img, src, st, call)                                                            \
+    do {                                                                                           \
+        struct fv_image_source *src = NULL;                                                        \
+        if (((st) = fv_image_source_wrap((img), &src, err)) == FV_OK)                               \
+            (st) = (call);                                                                         \
+        fv_image_source_free(src);                                                                 \
+    } while (0)
+
+enum fv_status fv_pipeline_detect(struct fv_pipeline_worker *w, const struct fv_image *img,
+                                  enum fv_face_policy policy, struct fv_face **faces, int *n,
+                                  struct fv_error *err)
+{
+    enum fv_status st;
+    *faces = NULL;
+    *n = 0;
+    WITH_SOURCE(img, src, st, fv_pipeline_detect_source(w, src, policy, faces, n, err));
+    return st;
+}
+
+enum fv_status fv_pipeline_align_source(const struct fv_pipeline *p, struct fv_image_source *src,
+                                        const float landmarks[5][2], struct fv_image **crop,
+                                        struct fv_error *err)
 {
     const struct fv_model_meta *meta = fv_model_meta(p->model);
     float tpl[5][2], m[2][3];
@@ -263,10 +284,59 @@ enum fv_status fv_pipeline_align(const struct fv_pipeline *p, const struct fv_im
     fv_align_template(meta->template_h, meta->template_w, tpl);
     if (fv_similarity_estimate(landmarks, (const float(*)[2])tpl, 5, m) != FV_OK)
         return fv_error_set(err, FV_ERR_INVALID_ARG, "landmarks are degenerate or not finite");
-    *crop = fv_align_warp(img, m, meta->input_h, meta->input_w);
-    if (!*crop)
+    double det = (double)m[0][0] * m[1][1] - (double)m[0][1] * m[1][0];
+    if (!(fabs(det) > 1e-12) || !isfinite(det))
         return fv_error_set(err, FV_ERR_INVALID_ARG, "landmarks give a singular transform");
+    const struct fv_image *full = fv_image_source_full(src);
+    struct fv_image *region = NULL;
+    if (!full) {
+        /* Read only the region the crop covers, at a scale where the face is at
+         * least twice the crop's size (2 source pixels per crop pixel). */
+        double scale = fmin(1.0, 2.0 * sqrt(fabs(det)));
+        double i00 = m[1][1] / det, i01 = -m[0][1] / det, i10 = -m[1][0] / det,
+               i11 = m[0][0] / det;
+        double x0 = INFINITY, y0 = INFINITY, x1 = -INFINITY, y1 = -INFINITY;
+        for (int c = 0; c < 4; c++) {
+            double u = (c & 1) ? meta->input_w : 0, v = (c & 2) ? meta->input_h : 0;
+            u -= m[0][2], v -= m[1][2];
+            double x = i00 * u + i01 * v, y = i10 * u + i11 * v;
+            x0 = fmin(x0, x), x1 = fmax(x1, x), y0 = fmin(y0, y), y1 = fmax(y1, y);
+        }
+        double margin = 2.0 / scale + 2;
+        x0 = fmax(x0 - margin, -1e9), y0 = fmax(y0 - margin, -1e9);
+        x1 = fmin(x1 + margin, 1e9), y1 = fmin(y1 + margin, 1e9);
+        struct fv_image_window win;
+        enum fv_status st = fv_image_source_read(src, (float)scale, (int)floor(x0), (int)floor(y0),
+                                                 (int)(ceil(x1) - floor(x0)),
+                                                 (int)(ceil(y1) - floor(y0)), &region, &win, err);
+        if (st == FV_ERR_INVALID_ARG) /* the face lies wholly outside the image */
+            return fv_error_set(err, FV_ERR_INVALID_ARG, "landmarks lie outside the image");
+        if (st)
+            return st;
+        /* Region pixel r is at full-size coordinate (r + win.x + 0.5) / f - 0.5. */
+        double f = win.scale, ox = (win.x + 0.5) / f - 0.5, oy = (win.y + 0.5) / f - 0.5;
+        for (int r = 0; r < 2; r++) {
+            m[r][2] = (float)(m[r][0] * ox + m[r][1] * oy + m[r][2]);
+            m[r][0] = (float)(m[r][0] / f);
+            m[r][1] = (float)(m[r][1] / f);
+        }
+        full = region;
+    }
+    *crop = fv_align_warp(full, m, meta->input_h, meta->input_w);
+    fv_image_free(region);
+    if (!*crop)
+        return fv_error_set(err, FV_ERR_NOMEM, "out of memory aligning a face");
     return FV_OK;
+}
+
+enum fv_status fv_pipeline_align(const struct fv_pipeline *p, const struct fv_image *img,
+                                 const float landmarks[5][2], struct fv_image **crop,
+                                 struct fv_error *err)
+{
+    enum fv_status st;
+    *crop = NULL;
+    WITH_SOURCE(img, src, st, fv_pipeline_align_source(p, src, landmarks, crop, err));
+    return st;
 }
 
 static void normalise(const struct fv_image *img, const struct fv_model_meta *meta, float *dst)
@@ -298,15 +368,14 @@ void fv_pipeline_finish(const struct fv_pipeline *p, const float *raw, float *ou
             out[i] = (float)(out[i] / norm);
 }
 
-enum fv_status fv_pipeline_embed_landmarks(struct fv_pipeline_worker *w,
-                                           const struct fv_image *img,
-                                           const float landmarks[5][2], float *raw, float *out,
-                                           struct fv_error *err)
+enum fv_status fv_pipeline_embed_source(struct fv_pipeline_worker *w,
+                                        struct fv_image_source *src, const float landmarks[5][2],
+                                        float *raw, float *out, struct fv_error *err)
 {
     const struct fv_pipeline *p = w->pipe;
     const struct fv_model_meta *meta = fv_model_meta(p->model);
     struct fv_image *crop = NULL, *mirror = NULL;
-    enum fv_status st = fv_pipeline_align(p, img, landmarks, &crop, err);
+    enum fv_status st = fv_pipeline_align_source(p, src, landmarks, &crop, err);
     if (st)
         return st;
     mirror = fv_image_mirror(crop);
@@ -330,15 +399,37 @@ enum fv_status fv_pipeline_embed_landmarks(struct fv_pipeline_worker *w,
     return FV_OK;
 }
 
+enum fv_status fv_pipeline_embed_landmarks(struct fv_pipeline_worker *w,
+                                           const struct fv_image *img,
+                                           const float landmarks[5][2], float *raw, float *out,
+                                           struct fv_error *err)
+{
+    enum fv_status st;
+    WITH_SOURCE(img, src, st, fv_pipeline_embed_source(w, src, landmarks, raw, out, err));
+    return st;
+}
+
 enum fv_status fv_pipeline_process(struct fv_pipeline_worker *w, const struct fv_image *img,
                                    enum fv_face_policy policy, struct fv_face_embedding **faces,
                                    int *n, struct fv_error *err)
+{
+    enum fv_status st;
+    *faces = NULL;
+    *n = 0;
+    WITH_SOURCE(img, src, st, fv_pipeline_process_source(w, src, policy, faces, n, err));
+    return st;
+}
+
+enum fv_status fv_pipeline_process_source(struct fv_pipeline_worker *w,
+                                          struct fv_image_source *src, enum fv_face_policy policy,
+                                          struct fv_face_embedding **faces, int *n,
+                                          struct fv_error *err)
 {
     struct fv_face *found = NULL;
     int count = 0;
     *faces = NULL;
     *n = 0;
-    enum fv_status st = fv_pipeline_detect(w, img, policy, &found, &count, err);
+    enum fv_status st = fv_pipeline_detect_source(w, src, policy, &found, &count, err);
     if (st)
         return st;
     if (count == 0)
@@ -356,8 +447,8 @@ enum fv_status fv_pipeline_process(struct fv_pipeline_worker *w, const struct fv
             st = fv_error_set(err, FV_ERR_NOMEM, "out of memory embedding faces");
             break;
         }
-        st = fv_pipeline_embed_landmarks(w, img, (const float(*)[2])found[i].landmarks, NULL,
-                                         out[i].embedding, err);
+        st = fv_pipeline_embed_source(w, src, (const float(*)[2])found[i].landmarks, NULL,
+                                      out[i].embedding, err);
         if (st)
             break;
     }

@@ -109,6 +109,24 @@ enum fv_status fv_pipeline_process(struct fv_pipeline_worker *w, const struct fv
                                    enum fv_face_policy policy, struct fv_face_embedding **faces,
                                    int *n, struct fv_error *err);
 
+/* The same four from an image source (pipeline/image.h): detection on a
+ * reduced copy as the detection parameters say, crops read at the resolution
+ * they need; coordinates are those of the full-size upright image. The
+ * functions above wrap their image in a source and call these. */
+enum fv_status fv_pipeline_detect_source(struct fv_pipeline_worker *w,
+                                         struct fv_image_source *src, enum fv_face_policy policy,
+                                         struct fv_face **faces, int *n, struct fv_error *err);
+enum fv_status fv_pipeline_align_source(const struct fv_pipeline *pipe,
+                                        struct fv_image_source *src, const float landmarks[5][2],
+                                        struct fv_image **crop, struct fv_error *err);
+enum fv_status fv_pipeline_embed_source(struct fv_pipeline_worker *w,
+                                        struct fv_image_source *src, const float landmarks[5][2],
+                                        float *raw, float *out, struct fv_error *err);
+enum fv_status fv_pipeline_process_source(struct fv_pipeline_worker *w,
+                                          struct fv_image_source *src, enum fv_face_policy policy,
+                                          struct fv_face_embedding **faces, int *n,
+                                          struct fv_error *err);
+
 /* Applies the projection (if any) and L2 normalisation to a raw embedding. */
 void fv_pipeline_finish(const struct fv_pipeline *pipe, const float *raw, float *out);
 

@@ -1,10 +1,14 @@
 #!/bin/sh
-# loadtest.sh - bounded load on `facever serve`: POST /v1/verify with two 250x250 faces.
+# loadtest.sh - bounded load on `facever serve`: POST /v1/verify with two 250x250 faces,
+# or with two 12 MP phone photos.
 #
 #   sh scripts/loadtest.sh            (normally through `make loadtest`)
 #
 # Environment: FACEVER (./facever), MAKE_FACES (build/tests/load/make_faces),
-# LOAD_SECONDS (30), LOAD_CONNECTIONS (8), LOAD_THREADS (wrk threads, 2),
+# LOAD_IMAGES (faces: two faces cut out of tests/data/sample1.jpg; phone:
+# tests/data/phone/sample1-4032x3024-o6.jpg and sample2-4032.jpg, made by
+# scripts/phone-photos.sh), LOAD_SECONDS (30), LOAD_CONNECTIONS (8),
+# LOAD_THREADS (wrk threads, 2),
 # LOAD_SERVE_ARGS (extra `facever serve` flags), LOAD_SAMPLE_S (RSS sampling
 # period, 5), LOAD_KEEP (set: keep the work folder with the server log).
 #
@@ -21,12 +25,26 @@ LOAD_CONNECTIONS=${LOAD_CONNECTIONS:-8}
 LOAD_THREADS=${LOAD_THREADS:-2}
 LOAD_SERVE_ARGS=${LOAD_SERVE_ARGS:-}
 LOAD_SAMPLE_S=${LOAD_SAMPLE_S:-5}
+LOAD_IMAGES=${LOAD_IMAGES:-faces}
+PHONE_PHOTOS="tests/data/phone/sample1-4032x3024-o6.jpg tests/data/phone/sample2-4032.jpg"
 
 if ! command -v wrk >/dev/null 2>&1; then
     echo "loadtest: wrk not found; install it with: sudo apt-get install -y wrk" >&2
     exit 2
 fi
 case $LOAD_SECONDS in '' | *[!0-9]*) echo "loadtest: LOAD_SECONDS must be a number" >&2; exit 2 ;; esac
+case $LOAD_IMAGES in
+faces) ;;
+phone)
+    for photo in $PHONE_PHOTOS; do
+        if [ ! -f "$photo" ]; then
+            echo "loadtest: $photo missing; make tests/data/phone/.stamp makes it" >&2
+            exit 2
+        fi
+    done
+    ;;
+*) echo "loadtest: LOAD_IMAGES must be faces or phone, not $LOAD_IMAGES" >&2; exit 2 ;;
+esac
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/facever-load.XXXXXX")
 server_pid=
@@ -45,7 +63,21 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-"$MAKE_FACES" models tests/data/sample1.jpg "$work"
+if [ "$LOAD_IMAGES" = phone ]; then
+    # {"image1": base64, "image2": base64}, streamed: each photo is over a megabyte
+    # shellcheck disable=SC2086 # a list of two paths without spaces
+    set -- $PHONE_PHOTOS
+    {
+        printf '{"image1":"'
+        base64 -w 0 "$1"
+        printf '","image2":"'
+        base64 -w 0 "$2"
+        printf '"}'
+    } >"$work/verify.json"
+    echo "loadtest: /v1/verify body of $(wc -c <"$work/verify.json") bytes: $1 and $2"
+else
+    "$MAKE_FACES" models tests/data/sample1.jpg "$work"
+fi
 
 # shellcheck disable=SC2086 # LOAD_SERVE_ARGS is a list of flags
 "$FACEVER" serve --port 0 $LOAD_SERVE_ARGS 2>"$work/server.log" &

@@ -143,6 +143,7 @@ Test(detect, sample_photos_match_independent_mtcnn, .timeout = 120)
     struct fv_detect_params p;
     fv_detect_default_params(&p);
     p.min_face = 40; /* the reference's setting */
+    p.max_side = 0;  /* at full size, as the reference ran */
     cJSON *photo;
     int faces_checked = 0, close = 0;
     cJSON_ArrayForEach(photo, cJSON_GetObjectItem(root, "faces"))

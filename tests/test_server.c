@@ -960,3 +960,161 @@ Test(server, sigterm_lets_requests_in_flight_finish, .timeout = 60)
     free(body);
     free(photo.data);
 }
+
+/* ---- request bodies ---- */
+
+/* POSTs body as JSON over a raw connection, `piece` bytes at a time with a pause
+ * after each so that the server reads them one by one: announced with
+ * Content-Length, or (chunked) as one Transfer-Encoding chunk per piece. Reads
+ * the answer until the server closes the connection. */
+static struct resp post_in_pieces(const struct server *s, const char *path, const char *body,
+                                  size_t size, size_t piece, int chunked)
+{
+    char head[512], length[64];
+    if (chunked)
+        snprintf(length, sizeof length, "Transfer-Encoding: chunked");
+    else
+        snprintf(length, sizeof length, "Content-Length: %zu", size);
+    snprintf(head, sizeof head,
+             "POST %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+             "Content-Type: application/json\r\n%s\r\n\r\n",
+             path, length);
+    double t0 = harness_now_s();
+    int sock = harness_send_partial(s, head);
+    char *frame = malloc(piece + 32);
+    cr_assert_not_null(frame);
+    for (size_t off = 0; off < size; off += piece) {
+        size_t n = size - off < piece ? size - off : piece, framed = 0;
+        if (chunked)
+            framed = (size_t)sprintf(frame, "%zx\r\n", n);
+        memcpy(frame + framed, body + off, n);
+        framed += n;
+        if (chunked)
+            framed += (size_t)sprintf(frame + framed, "\r\n");
+        cr_assert_eq(send(sock, frame, framed, MSG_NOSIGNAL), (ssize_t)framed);
+        usleep(500);
+    }
+    if (chunked)
+        cr_assert_eq(send(sock, "0\r\n\r\n", 5, MSG_NOSIGNAL), 5);
+    free(frame);
+
+    struct timeval tv = {30, 0};
+    setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    size_t got = 0, cap = 1 << 16;
+    char *answer = malloc(cap);
+    ssize_t n;
+    while ((n = recv(sock, answer + got, cap - 1 - got, 0)) > 0) {
+        got += (size_t)n;
+        if (got + 1 == cap)
+            answer = realloc(answer, cap *= 2);
+    }
+    close(sock);
+    answer[got] = 0;
+    struct resp r = {0};
+    r.seconds = harness_now_s() - t0;
+    const char *blank = strstr(answer, "\r\n\r\n");
+    if (strncmp(answer, "HTTP/1.1 ", 9) == 0 && blank) {
+        r.status = atol(answer + 9);
+        r.body = strdup(blank + 4);
+        r.size = strlen(r.body);
+        r.json = cJSON_Parse(r.body);
+    }
+    free(answer);
+    return r;
+}
+
+Test(server, body_in_small_pieces_arrives_intact, .timeout = 60)
+{
+    /* The body buffer starts small and grows as the pieces come: the answer must
+     * be the one the whole body sent at once gets. */
+    struct server s;
+    harness_server_start(&s, "tests/data/sample1.jpg", NULL);
+    struct samples t = {0};
+    samples_load(&s, &t);
+    cJSON *same = verify_body(&t.face_a, &t.face_a2);
+    char *text = cJSON_PrintUnformatted(same);
+    size_t size = strlen(text);
+    cr_assert_gt(size, 4 * 16384, "a %zu-byte body does not outgrow the first buffer", size);
+    struct resp whole = harness_http(&s, "POST", "/v1/verify", "application/json", text, size,
+                                     NULL);
+    cr_assert_eq(whole.status, 200, "%s", whole.body);
+    for (int chunked = 0; chunked < 2; chunked++) {
+        struct resp r = post_in_pieces(&s, "/v1/verify", text, size, 997, chunked);
+        cr_assert_eq(r.status, 200, "%s: %ld %s", chunked ? "chunked" : "Content-Length",
+                     r.status, r.body ? r.body : "(no answer)");
+        cr_assert(boolean(r.json, "match"), "%s", r.body);
+        cr_assert_float_eq(number(r.json, "score"), number(whole.json, "score"), 1e-6);
+        cr_log_info("%zu bytes in 997-byte pieces (%s): %.2f s", size,
+                    chunked ? "chunked" : "Content-Length", r.seconds);
+        harness_resp_free(&r);
+    }
+    harness_resp_free(&whole);
+    free(text);
+    cJSON_Delete(same);
+    samples_free(&t);
+    cr_assert_eq(harness_server_stop(&s, 20), 0);
+}
+
+/* VmRSS and VmData of a process from /proc/PID/status, in KiB. */
+static void process_memory_kib(pid_t pid, long *rss, long *data)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "cannot read %s", path);
+    *rss = *data = -1;
+    while (fgets(line, sizeof line, f)) {
+        sscanf(line, "VmRSS: %ld kB", rss);
+        sscanf(line, "VmData: %ld kB", data);
+    }
+    fclose(f);
+    cr_assert(*rss >= 0 && *data >= 0, "no VmRSS or VmData in %s", path);
+}
+
+Test(server, announced_body_is_not_reserved, .timeout = 30)
+{
+    /* Clients announce bodies just under --max-body, send a few bytes and stall.
+     * The server must not set --max-body aside for each: its resident memory must
+     * not jump, and neither may its private writable memory (VmData). Pages that
+     * are allocated but never written are not resident, so VmRSS alone would not
+     * show a reservation made up front; VmData (the commit a strict-overcommit
+     * kernel refuses) does. */
+    enum { CLIENTS = 4 };
+    const long max_body = 64L << 20;
+    char max_body_text[32], head[512];
+    snprintf(max_body_text, sizeof max_body_text, "%ld", max_body);
+    const char *const extra[] = {"--max-body", max_body_text, NULL};
+    struct server s;
+    harness_server_start(&s, "tests/data/sample1.jpg", extra);
+    struct resp r = harness_get(&s, "/healthz");
+    cr_assert_eq(r.status, 200);
+    harness_resp_free(&r);
+    long rss0, data0, rss1, data1;
+    process_memory_kib(s.pid, &rss0, &data0);
+
+    snprintf(head, sizeof head,
+             "POST /v1/verify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             "Content-Length: %ld\r\n\r\n{\"image1\": \"", max_body - 1);
+    int socks[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++)
+        socks[i] = harness_send_partial(&s, head);
+    wait_in_flight(&s, CLIENTS + 1);
+    usleep(200000); /* their first bytes have been read */
+    process_memory_kib(s.pid, &rss1, &data1);
+    cr_log_info("%d clients announcing %ld bytes each: VmRSS %+ld KiB, VmData %+ld KiB", CLIENTS,
+                max_body - 1, rss1 - rss0, data1 - data0);
+    cr_assert_lt(rss1 - rss0, max_body / 1024 / 4, "VmRSS grew from %ld to %ld KiB", rss0, rss1);
+    cr_assert_lt(data1 - data0, max_body / 1024 / 2, "VmData grew from %ld to %ld KiB", data0,
+                 data1);
+
+    for (int i = 0; i < CLIENTS; i++)
+        close(socks[i]);
+    r = harness_get(&s, "/healthz");
+    cr_assert_eq(r.status, 200);
+    harness_resp_free(&r);
+    const char *missing = "{\"image1\": \"AAAA\"}";
+    r = harness_http(&s, "POST", "/v1/verify", "application/json", missing, strlen(missing), NULL);
+    cr_assert_str_eq(harness_error_code(&r, 400, "image2"), "missing_field");
+    harness_resp_free(&r);
+    cr_assert_eq(harness_server_stop(&s, 20), 0);
+}

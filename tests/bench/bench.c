@@ -126,13 +126,13 @@ static void bench_image(struct fv_pipeline_worker *w, const struct fv_pipeline *
     float *raw = malloc((size_t)dim * sizeof *raw);
     for (int r = -1; r < RUNS; r++) {
         double t0 = now_ms();
-        struct fv_image *img;
-        if (fv_image_decode(jpeg, size, NULL, &img, &err))
+        struct fv_image_source *img;
+        if (fv_image_source_open(jpeg, size, NULL, &img, &err))
             die(&err);
         double t1 = now_ms();
         struct fv_face *faces;
         int n;
-        if (fv_pipeline_detect(w, img, FV_FACE_LARGEST, &faces, &n, &err))
+        if (fv_pipeline_detect_source(w, img, FV_FACE_LARGEST, &faces, &n, &err))
             die(&err);
         double t2 = now_ms();
         if (n < 1) {
@@ -140,16 +140,19 @@ static void bench_image(struct fv_pipeline_worker *w, const struct fv_pipeline *
             exit(1);
         }
         struct fv_image *crop;
-        if (fv_pipeline_align(pipe, img, (const float(*)[2])faces[0].landmarks, &crop, &err))
+        if (fv_pipeline_align_source(pipe, img, (const float(*)[2])faces[0].landmarks, &crop,
+                                     &err))
             die(&err);
         fv_image_free(crop);
         double t3 = now_ms();
-        if (fv_pipeline_embed_landmarks(w, img, (const float(*)[2])faces[0].landmarks, raw, NULL, &err))
+        if (fv_pipeline_embed_source(w, img, (const float(*)[2])faces[0].landmarks, raw, NULL,
+                                     &err))
             die(&err);
         double t4 = now_ms();
-        width = img->width, height = img->height, faces_found = n;
+        width = fv_image_source_info(img)->width, height = fv_image_source_info(img)->height;
+        faces_found = n;
         free(faces);
-        fv_image_free(img);
+        fv_image_source_free(img);
         if (r < 0)
             continue;
         d[r] = t1 - t0, det[r] = t2 - t1, al[r] = t3 - t2;
@@ -175,16 +178,16 @@ static void *verify_one(void *arg)
 {
     struct verify_job *job = arg;
     struct fv_error err = {0};
-    struct fv_image *img;
+    struct fv_image_source *img;
     struct fv_face_embedding *faces;
     int n;
-    if (fv_image_decode(job->jpeg, job->size, NULL, &img, &err) ||
-        fv_pipeline_process(job->worker, img, FV_FACE_LARGEST, &faces, &n, &err))
+    if (fv_image_source_open(job->jpeg, job->size, NULL, &img, &err) ||
+        fv_pipeline_process_source(job->worker, img, FV_FACE_LARGEST, &faces, &n, &err))
         die(&err);
     job->embedding = faces[0].embedding;
     faces[0].embedding = NULL;
     fv_face_embeddings_free(faces, n);
-    fv_image_free(img);
+    fv_image_source_free(img);
     return NULL;
 }
 
@@ -217,9 +220,9 @@ static uint8_t *lfw_like(struct fv_pipeline_worker *w, const char *photo, int fa
 }
 
 /* Verify a against b, medians of 21 runs: both images on one thread, and on two
- * threads as `facever verify` runs it. */
-static void bench_verify(const struct fv_pipeline *pipe, const uint8_t *a, size_t size1,
-                         const uint8_t *b, size_t size2)
+ * threads as `facever verify` runs it. Returns the one-thread median. */
+static double bench_verify(const struct fv_pipeline *pipe, const char *label, const uint8_t *a,
+                           size_t size1, const uint8_t *b, size_t size2)
 {
     struct fv_error err = {0};
     struct fv_pipeline_worker *w, *w2;
@@ -251,11 +254,79 @@ static void bench_verify(const struct fv_pipeline *pipe, const uint8_t *a, size_
             t_seq[r] = t1 - t0, t_par[r] = t3 - t2;
     }
     const char *prec = fv_precision_name(fv_pipeline_precision(pipe));
-    printf("verify (%s), one thread:  median %.2f ms\n", prec, median(t_seq, RUNS));
-    printf("verify (%s), two threads: median %.2f ms (as facever verify runs it)\n", prec,
-           median(t_par, RUNS));
+    printf("verify %s (%s), one thread:  median %.2f ms\n", label, prec, median(t_seq, RUNS));
+    printf("verify %s (%s), two threads: median %.2f ms (as facever verify runs it)\n", label,
+           prec, median(t_par, RUNS));
     fv_pipeline_worker_free(w);
     fv_pipeline_worker_free(w2);
+    return median(t_seq, RUNS);
+}
+
+/* Phone photos made by `make phone-photos` (tests/data/phone/): per-stage
+ * medians, and verify of two of them beside verify of two 250×250 JPEGs in
+ * the same run. */
+static void bench_phone(struct fv_pipeline_worker *w, const struct fv_pipeline *pipe,
+                        double thumbnails_ms, const uint8_t *a, size_t size1, const uint8_t *b,
+                        size_t size2)
+{
+    static const char *const photos[][2] = {
+        {"tests/data/phone/sample1-4032x3024-o6.jpg", "4032x3024 JPEG (EXIF 6)"},
+        {"tests/data/phone/sample1-4032x3024.heic", "4032x3024 HEIC"},
+        {"tests/data/phone/sample1-4032x3024.webp", "4032x3024 WebP"},
+        {"tests/data/phone/sample1-4032x3024.png", "4032x3024 PNG"},
+        {"tests/data/phone/sample1-7296x5472-progressive.jpg", "40 MP progressive JPEG"},
+    };
+    static const char *const pairs[][3] = {
+        {"tests/data/phone/sample1-4032x3024-o6.jpg", "tests/data/phone/sample2-4032.jpg",
+         "two 4032x3024 JPEGs"},
+        {"tests/data/phone/sample1-4032x3024.heic", "tests/data/phone/sample1-4032x3024.heic",
+         "two 4032x3024 HEICs"},
+        {"tests/data/phone/sample1-4032x3024.webp", "tests/data/phone/sample1-4032x3024.webp",
+         "two 4032x3024 WebPs"},
+    };
+    struct fv_error err = {0};
+    uint8_t *data[2];
+    size_t size[2];
+    if (access(photos[0][0], R_OK) != 0) {
+        printf("\n== phone photos: skipped (no %s; make phone-photos makes them)\n", photos[0][0]);
+        return;
+    }
+    printf("\n== phone photos, median ms of 15 runs on one thread (detect includes decoding at "
+           "the working resolution)\n");
+    for (size_t i = 0; i < sizeof photos / sizeof photos[0]; i++) {
+        if (fv_read_file(photos[i][0], 1 << 26, &data[0], &size[0], &err) != FV_OK) {
+            printf("%-22s skipped: %s\n", photos[i][1], err.message);
+            continue;
+        }
+        struct fv_image_source *src;
+        if (fv_image_source_open(data[0], size[0], NULL, &src, &err) != FV_OK)
+            printf("%-22s skipped: %s\n", photos[i][1], err.message);
+        else
+            bench_image(w, pipe, data[0], size[0], photos[i][1]);
+        fv_image_source_free(src);
+        free(data[0]);
+    }
+    printf("\n== verify phone photos beside verify two 250x250 JPEGs (in-process)\n");
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        if (fv_read_file(pairs[i][0], 1 << 26, &data[0], &size[0], &err) != FV_OK)
+            continue;
+        if (fv_read_file(pairs[i][1], 1 << 26, &data[1], &size[1], &err) != FV_OK) {
+            free(data[0]);
+            continue;
+        }
+        struct fv_image_source *src;
+        if (fv_image_source_open(data[0], size[0], NULL, &src, &err) == FV_OK) {
+            fv_image_source_free(src);
+            double thumbs = i == 0 ? thumbnails_ms : bench_verify(pipe, "two 250x250 JPEGs", a,
+                                                                  size1, b, size2);
+            double phone = bench_verify(pipe, pairs[i][2], data[0], size[0], data[1], size[1]);
+            printf("  %s / two 250x250 JPEGs, one thread: %.2fx\n", pairs[i][2], phone / thumbs);
+        } else {
+            printf("verify %s: skipped: %s\n", pairs[i][2], err.message);
+        }
+        free(data[0]);
+        free(data[1]);
+    }
 }
 
 /* ---- training ---- */
@@ -376,16 +447,17 @@ int main(int argc, char **argv)
     bench_image(w, pipe, photo, photo_size, "sample1.jpg");
 
     printf("\n== verify two 250x250 JPEGs in-process (decode, detect, align, embed both, cosine)\n");
-    bench_verify(pipe, a, size1, b, size2);
+    double thumbnails_ms = bench_verify(pipe, "two 250x250 JPEGs", a, size1, b, size2);
     if (fv_pipeline_precision(pipe) != FV_PRECISION_FP32) {
         /* the reference arithmetic, for comparison */
         struct fv_pipeline *ref;
         params.precision = FV_PIPELINE_FP32;
         if (fv_pipeline_new("models", "models/mobilefacenet.fvm", &params, &ref, &err))
             die(&err);
-        bench_verify(ref, a, size1, b, size2);
+        bench_verify(ref, "two 250x250 JPEGs", a, size1, b, size2);
         fv_pipeline_free(ref);
     }
+    bench_phone(w, pipe, thumbnails_ms, a, size1, b, size2);
     if (argc == 2 && strcmp(argv[1], "--inference") == 0) /* networks and pipeline only */
         return 0;
     printf("\n== training (softmax + center loss, SGD), images/s: one trainer; two trainers on "
