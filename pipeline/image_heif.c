@@ -183,12 +183,18 @@ enum fv_status fv_heif_decode(const uint8_t *data, size_t size,
         goto fail;
 
     /* The coded image need not have the size ispe declares (libheif 1.15
-     * does not compare them): check what came out, too. */
+     * does not compare them). One that differs is refused, so that what
+     * decodes has the size fv_heif_probe gives. */
     int width = heif_image_get_width(decoded, heif_channel_interleaved);
     int height = heif_image_get_height(decoded, heif_channel_interleaved);
-    status = fv_image_check_dimensions(side_of(width), side_of(height), limits, r.format, err);
-    if (status != FV_OK)
+    int declared_width = heif_image_handle_get_width(r.handle);
+    int declared_height = heif_image_handle_get_height(r.handle);
+    if (width != declared_width || height != declared_height) {
+        status = fv_error_set(err, FV_ERR_FORMAT, "corrupt %s: the image decodes to %dx%d "
+                              "pixels, its header says %dx%d", r.format, width, height,
+                              declared_width, declared_height);
         goto fail;
+    }
     int bits = heif_image_get_bits_per_pixel_range(decoded, heif_channel_interleaved);
     int stride = 0;
     const uint8_t *plane = heif_image_get_plane_readonly(decoded, heif_channel_interleaved,

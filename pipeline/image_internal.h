@@ -86,9 +86,7 @@ enum fv_status fv_image_orient(struct fv_image **img, int orientation, struct fv
  * size), from the header alone.
  * The dispatcher has already checked the encoded bytes (fv_image_check_encoded)
  * and that they begin with the format's magic number; limits is never NULL.
- * Further formats (fv_heif_decode and fv_heif_probe, fv_webp_decode and
- * fv_webp_probe) take the same arguments and are called from the dispatch in
- * image_format.c. */
+ * HEIF/AVIF and WebP, further down, take the same arguments. */
 
 enum fv_status fv_jpeg_decode(const uint8_t *data, size_t size,
                               const struct fv_image_limits *limits, struct fv_image **out,

@@ -3,8 +3,8 @@
  *
  * The bytes go straight to fv_heif_probe and fv_heif_decode, not through fv_image_decode's
  * sniffing, so every input reaches the decoder. The limits are the production defaults, as
- * in fuzz_image.c. Seeds are made at set-up by make_format_seeds.sh (heif-enc), not
- * committed.
+ * in fuzz_image.c, which also checks that what decodes probes to its size. Seeds are
+ * made at set-up by make_format_seeds.sh (heif-enc), not committed.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -21,14 +21,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     struct fv_image_info info;
     struct fv_error err = {0};
-    if (fv_heif_probe(data, size, &limits, &info, &err) == FV_OK &&
-        (uint64_t)info.width * (uint64_t)info.height > limits.max_pixels)
+    enum fv_status probed = fv_heif_probe(data, size, &limits, &info, &err);
+    if (probed == FV_OK && (uint64_t)info.width * (uint64_t)info.height > limits.max_pixels)
         abort(); /* probe let an image over the limit through */
     struct fv_image *img = NULL;
     int orientation = 0;
     if (fv_heif_decode(data, size, &limits, &img, &orientation, &err) == FV_OK) {
-        if (orientation != 1 ||
-            (uint64_t)img->width * (uint64_t)img->height > limits.max_pixels)
+        /* Whatever decodes, probes, to its size; HEIF is upright as decoded. */
+        if (orientation != 1 || probed != FV_OK || info.width != img->width ||
+            info.height != img->height)
             abort();
         /* Touch the pixels so a short allocation shows up under ASan. */
         size_t n = (size_t)img->width * (size_t)img->height * 3;
