@@ -65,11 +65,9 @@ static uint64_t decode_cost(const struct fv_image_info *info)
     return (uint64_t)info->width * info->height * 6;
 }
 
-/* A decoded part of the upright image and where it lies. */
-struct part {
-    struct fv_image *img;
-    struct fv_image_window window;
-};
+/* A decoded part of a lazy JPEG, kept as stored: reads crop it and turn only
+ * the crop upright. */
+typedef struct fv_jpeg_part part_t;
 
 struct fv_image_source {
     const uint8_t *data; /* encoded bytes (borrowed), or NULL for a wrapped image */
@@ -81,8 +79,8 @@ struct fv_image_source {
     uint8_t *owned_data;         /* data, when the source read it from a file */
     bool lazy;                   /* a large JPEG decoded in parts */
     bool progressive;
-    struct part whole;           /* lazy: the whole image at a reduced scale */
-    struct part last;            /* lazy: the last finer part decoded */
+    part_t whole;                /* lazy: the whole image at a reduced scale */
+    part_t last;                 /* lazy: the last finer part decoded */
 };
 
 /* Whether a JPEG's frame is progressive (SOF2, SOF6, SOF10, SOF14), from its
@@ -267,36 +265,55 @@ static enum fv_status decode_whole(struct fv_image_source *s, double scale, stru
         scale = dct_scale(scale);
     }
     uint64_t held = s->progressive ? gate_enter(decode_cost(&s->info)) : 0;
-    enum fv_status st = fv_jpeg_decode_region(s->data, s->size, &s->limits, (float)scale, 0, 0,
-                                              s->info.width, s->info.height, &s->whole.img,
-                                              &s->whole.window, err);
+    enum fv_status st = fv_jpeg_decode_stored(s->data, s->size, &s->limits, (float)scale, 0, 0,
+                                              s->info.width, s->info.height, &s->whole, err);
     gate_leave(held);
     return st;
 }
 
-/* Whether part p holds the full-size rectangle at a scale of at least scale. */
-static bool part_covers(const struct part *p, double scale, int x, int y, int w, int h)
+/* The rectangle of p's stored pixels holding the full-size upright rectangle
+ * (x, y, w, h) at p's scale: the upright rectangle in pixels of the upright
+ * image at that scale is *ux, *uy (top-left), and in p's stored pixels
+ * [*sx0, *sx1) x [*sy0, *sy1). */
+static void part_rect(const part_t *p, int x, int y, int w, int h, int64_t *ux, int64_t *uy,
+                      int64_t *sx0, int64_t *sx1, int64_t *sy0, int64_t *sy1)
 {
-    if (!p->img || p->window.scale < scale - 1e-6)
-        return false;
-    double f = p->window.scale;
-    return floor(x * f) >= p->window.x && floor(y * f) >= p->window.y &&
-           ceil((x + w) * f) <= p->window.x + p->img->width &&
-           ceil((y + h) * f) <= p->window.y + p->img->height;
+    double f = p->scale_eighths / 8.0;
+    int64_t x0 = (int64_t)floor(x * f), x1 = (int64_t)ceil((x + w) * f);
+    int64_t y0 = (int64_t)floor(y * f), y1 = (int64_t)ceil((y + h) * f);
+    *ux = x0, *uy = y0;
+    fv_orient_upright_to_stored(p->orientation, p->scaled_width, p->scaled_height, &x0, &x1, &y0,
+                                &y1);
+    *sx0 = x0 - p->x, *sx1 = x1 - p->x, *sy0 = y0 - p->y, *sy1 = y1 - p->y;
 }
 
-/* A copy of the part of p covering the full-size rectangle. */
-static enum fv_status crop_part(const struct part *p, int x, int y, int w, int h,
+/* Whether part p holds the full-size rectangle at a scale of at least scale. */
+static bool part_covers(const part_t *p, double scale, int x, int y, int w, int h)
+{
+    if (!p->img || p->scale_eighths / 8.0 < scale - 1e-6)
+        return false;
+    int64_t ux, uy, x0, x1, y0, y1;
+    part_rect(p, x, y, w, h, &ux, &uy, &x0, &x1, &y0, &y1);
+    return x0 >= 0 && y0 >= 0 && x1 <= p->img->width && y1 <= p->img->height;
+}
+
+/* The part of p covering the full-size rectangle, upright, as a new image. */
+static enum fv_status crop_part(const part_t *p, int x, int y, int w, int h,
                                 struct fv_image **out, struct fv_image_window *window,
                                 struct fv_error *err)
 {
-    double f = p->window.scale;
-    int x0 = (int)floor(x * f), y0 = (int)floor(y * f);
-    int x1 = (int)ceil((x + w) * f), y1 = (int)ceil((y + h) * f);
-    *out = fv_image_crop(p->img, x0 - p->window.x, y0 - p->window.y, x1 - x0, y1 - y0);
+    int64_t ux, uy, x0, x1, y0, y1;
+    part_rect(p, x, y, w, h, &ux, &uy, &x0, &x1, &y0, &y1);
+    *out = fv_image_crop(p->img, (int)x0, (int)y0, (int)(x1 - x0), (int)(y1 - y0));
     if (!*out)
         return fv_error_set(err, FV_ERR_NOMEM, "out of memory reading an image region");
-    *window = (struct fv_image_window){p->window.scale, x0, y0};
+    enum fv_status st = fv_image_orient(out, p->orientation, err);
+    if (st) {
+        fv_image_free(*out);
+        *out = NULL;
+        return st;
+    }
+    *window = (struct fv_image_window){p->scale_eighths / 8.0f, (int)ux, (int)uy};
     return FV_OK;
 }
 
@@ -326,30 +343,18 @@ enum fv_status fv_image_source_read(struct fv_image_source *s, float min_scale, 
     if (!part_covers(&s->last, scale, x, y, w, h)) {
         fv_image_free(s->last.img);
         s->last.img = NULL;
-        if ((st = fv_jpeg_decode_region(s->data, s->size, &s->limits, (float)scale, x, y, w, h,
-                                        &s->last.img, &s->last.window, err)))
+        if ((st = fv_jpeg_decode_stored(s->data, s->size, &s->limits, (float)scale, x, y, w, h,
+                                        &s->last, err)))
             return st;
     }
     return crop_part(&s->last, x, y, w, h, out, window, err);
 }
 
-enum fv_status fv_image_source_scaled(struct fv_image_source *s, int width, int height,
-                                      float keep_scale, struct fv_image **out,
-                                      struct fv_error *err)
+/* from resampled to width x height, averaging blocks first when shrinking by
+ * more than 4. */
+static enum fv_status resize_from(const struct fv_image *from, int width, int height,
+                                  struct fv_image **out, struct fv_error *err)
 {
-    *out = NULL;
-    if (width < 1 || height < 1 || width > s->info.width || height > s->info.height)
-        return fv_error_set(err, FV_ERR_INVALID_ARG, "cannot scale a %dx%d image to %dx%d",
-                            s->info.width, s->info.height, width, height);
-    const struct fv_image *from = s->full;
-    if (s->lazy) {
-        /* The coarsest DCT scale at least as large as asked, kept for crops. */
-        double scale = fmax((double)width / s->info.width, (double)height / s->info.height);
-        enum fv_status st = decode_whole(s, fmin(1.0, fmax(scale, keep_scale)), err);
-        if (st)
-            return st;
-        from = s->whole.img;
-    }
     /* Shrinking by more than 4: average blocks first, keeping at least twice
      * the target size for the filter (PIL's reducing_gap of 2). */
     int k = from->width / (2 * width) < from->height / (2 * height) ? from->width / (2 * width)
@@ -364,3 +369,36 @@ enum fv_status fv_image_source_scaled(struct fv_image_source *s, int width, int 
     fv_image_free(reduced);
     return st;
 }
+
+enum fv_status fv_image_source_scaled(struct fv_image_source *s, int width, int height,
+                                      float keep_scale, struct fv_image **out,
+                                      struct fv_error *err)
+{
+    *out = NULL;
+    if (width < 1 || height < 1 || width > s->info.width || height > s->info.height)
+        return fv_error_set(err, FV_ERR_INVALID_ARG, "cannot scale a %dx%d image to %dx%d",
+                            s->info.width, s->info.height, width, height);
+    const struct fv_image *from = s->full;
+    int orientation = 1;
+    if (s->lazy) {
+        /* The coarsest DCT scale at least as large as asked, kept for crops;
+         * resampled as stored, and the small result turned upright. */
+        double scale = fmax((double)width / s->info.width, (double)height / s->info.height);
+        enum fv_status st = decode_whole(s, fmin(1.0, fmax(scale, keep_scale)), err);
+        if (st)
+            return st;
+        from = s->whole.img;
+        orientation = s->whole.orientation;
+        if (orientation >= 5) {
+            int t = width;
+            width = height, height = t;
+        }
+    }
+    enum fv_status st = resize_from(from, width, height, out, err);
+    if (st == FV_OK && (st = fv_image_orient(out, orientation, err)) != FV_OK) {
+        fv_image_free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+

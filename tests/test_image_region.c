@@ -533,3 +533,98 @@ Test(image_region, every_subsampling)
     }
     fv_image_free(img);
 }
+
+/* ---- image sources (pipeline/image_source.c) ---- */
+
+static struct fv_image_source *open_source(const uint8_t *data, size_t size)
+{
+    struct fv_image_source *src = NULL;
+    struct fv_error err = {0};
+    cr_assert_eq(fv_image_source_open(data, size, NULL, &src, &err), FV_OK, "%s", err.message);
+    return src;
+}
+
+static struct fv_image *source_read(struct fv_image_source *src, float scale, int x, int y,
+                                    int w, int h, struct fv_image_window *window)
+{
+    struct fv_image *part = NULL;
+    struct fv_error err = {0};
+    cr_assert_eq(fv_image_source_read(src, scale, x, y, w, h, &part, window, &err), FV_OK,
+                 "read (%d, %d, %d, %d) at %g: %s", x, y, w, h, scale, err.message);
+    return part;
+}
+
+/* A JPEG above the size sources decode in parts (4 megapixels), in every
+ * orientation, baseline and progressive: reads at full size are the whole
+ * decode's pixels, reads at 1/4 put the marker where it is, and the reduced
+ * copy detection uses is the whole decode resized, give or take the DCT. */
+static void check_sources(bool progressive)
+{
+    const struct scene s = {.width = 2400, .height = 1808, .mx = 1501.5, .my = 601.5};
+    struct fv_image *upright = scene_image(&s, true), *plain = scene_image(&s, false);
+    const int rx = 1380, ry = 500, rw = 300, rh = 220; /* holds the marker */
+    for (int orientation = 1; orientation <= 8; orientation++) {
+        size_t size, plain_size;
+        uint8_t *jpeg = oriented_jpeg(upright, orientation, progressive, &size);
+        uint8_t *plain_jpeg = oriented_jpeg(plain, orientation, progressive, &plain_size);
+        struct fv_image *whole = decode_whole(jpeg, size);
+        struct fv_image_source *src = open_source(jpeg, size);
+        struct fv_image_source *plain_src = open_source(plain_jpeg, plain_size);
+        const struct fv_image_info *info = fv_image_source_info(src);
+        cr_expect_eq(info->width, s.width);
+        cr_expect_eq(info->height, s.height);
+        cr_expect_null(fv_image_source_full(src), "a large JPEG is not decoded whole");
+
+        /* The reduced copy first, as detection asks for it. */
+        struct fv_image *copy = NULL, *reference = NULL;
+        struct fv_error err = {0};
+        cr_assert_eq(fv_image_source_scaled(src, 600, 452, 0.25f, &copy, &err), FV_OK, "%s",
+                     err.message);
+        cr_assert_eq(fv_image_resize(whole, 600, 452, &reference, &err), FV_OK);
+        struct fv_image_window origin = {1, 0, 0};
+        double difference = mean_difference(copy, &origin, reference);
+        cr_expect_lt(difference, 3.0, "orientation %d: reduced copy differs by %f", orientation,
+                     difference);
+
+        struct fv_image_window window, plain_window;
+        struct fv_image *part = source_read(src, 1.0f, rx, ry, rw, rh, &window);
+        if (!progressive) {
+            cr_expect_eq(window.scale, 1.0f);
+            cr_expect(window.x <= rx && window.y <= ry && window.x + part->width >= rx + rw &&
+                      window.y + part->height >= ry + rh);
+            cr_expect_eq(mean_difference(part, &window, whole), 0,
+                         "orientation %d: a full-size read differs from the whole decode",
+                         orientation);
+        }
+        fv_image_free(part);
+        part = source_read(src, 0.25f, rx, ry, rw, rh, &window);
+        struct fv_image *plain_part = source_read(plain_src, 0.25f, rx, ry, rw, rh,
+                                                  &plain_window);
+        double cx, cy;
+        marker_centre(part, plain_part, &window, &cx, &cy);
+        cr_expect(fabs(cx - s.mx) < 1.0 && fabs(cy - s.my) < 1.0,
+                  "orientation %d: marker read at (%.2f, %.2f), expected (%.1f, %.1f)",
+                  orientation, cx, cy, s.mx, s.my);
+        fv_image_free(part);
+        fv_image_free(plain_part);
+        fv_image_free(copy);
+        fv_image_free(reference);
+        fv_image_source_free(src);
+        fv_image_source_free(plain_src);
+        fv_image_free(whole);
+        free(jpeg);
+        free(plain_jpeg);
+    }
+    fv_image_free(upright);
+    fv_image_free(plain);
+}
+
+Test(image_region, sources_in_every_orientation_baseline, .timeout = 120)
+{
+    check_sources(false);
+}
+
+Test(image_region, sources_in_every_orientation_progressive, .timeout = 120)
+{
+    check_sources(true);
+}
