@@ -383,9 +383,8 @@ struct crop_source {
     const struct fv_image *img;
     struct fv_image_source *src; /* NULL: img is the full image */
     float sx, sy;
-    const struct fv_image *fine;
-    struct fv_image *fine_owned;
-    struct fv_image_window window;
+    const struct fv_image *fine; /* the full image, when src holds it in memory */
+    float fine_scale;            /* else read crops from src at this scale (0: none) */
 };
 
 static bool needs_fine(const struct crop_source *cs, const float *b, int size)
@@ -393,22 +392,18 @@ static bool needs_fine(const struct crop_source *cs, const float *b, int size)
     return cs->src && (b[2] - b[0] + 1 < 2.0f * size || b[3] - b[1] + 1 < 2.0f * size);
 }
 
-/* Reads the finer pixels that the boxes smaller than twice size need (one
- * region covering them all, at the scale the smallest needs). */
+/* Prepares the finer pixels that the boxes smaller than twice size need: one
+ * region covering them all, at the scale the smallest needs (within a
+ * budget), which crop_box then reads from. */
 static enum fv_status prepare_crops(struct crop_source *cs, const struct candidate *c, size_t n,
                                     int size, struct fv_error *err)
 {
-    fv_image_free(cs->fine_owned);
-    cs->fine_owned = NULL;
     cs->fine = NULL;
+    cs->fine_scale = 0;
     if (!cs->src)
         return FV_OK;
-    const struct fv_image *full = fv_image_source_full(cs->src);
-    if (full) { /* already in memory: read the full-size pixels themselves */
-        cs->fine = full;
-        cs->window = (struct fv_image_window){1.0f, 0, 0};
+    if ((cs->fine = fv_image_source_full(cs->src))) /* in memory: its full-size pixels */
         return FV_OK;
-    }
     double x0 = INFINITY, y0 = INFINITY, x1 = -INFINITY, y1 = -INFINITY, scale = 0;
     for (size_t i = 0; i < n; i++) {
         const float *b = c[i].box;
@@ -438,37 +433,59 @@ static enum fv_status prepare_crops(struct crop_source *cs, const struct candida
     double margin = 2.0 / scale + 1;
     int rx = (int)fmax(floor(x0 - margin), -1e9), ry = (int)fmax(floor(y0 - margin), -1e9);
     int rw = (int)fmin(ceil(x1 + margin) - rx, 1e9), rh = (int)fmin(ceil(y1 + margin) - ry, 1e9);
-    enum fv_status st = fv_image_source_read(cs->src, (float)scale, rx, ry, rw, rh,
-                                             &cs->fine_owned, &cs->window, err);
+    enum fv_status st = fv_image_source_prepare(cs->src, (float)scale, rx, ry, rw, rh, err);
     if (st == FV_ERR_INVALID_ARG) /* every box lies outside the image */
         return FV_OK;
-    cs->fine = cs->fine_owned;
+    if (st == FV_OK)
+        cs->fine_scale = (float)scale;
     return st;
 }
 
 /* The box (1-based inclusive coordinates of cs->img, zero outside the image)
- * resampled to size × size, into *out. */
+ * resampled to size × size, into *out: from cs->img as MTCNN does, or, for a
+ * box needing finer pixels, from the source's. */
 static enum fv_status crop_box(const struct crop_source *cs, const float *b, int size,
                                struct fv_image **out, struct fv_error *err)
 {
     int x = (int)b[0] - 1, y = (int)b[1] - 1;
     int w = (int)(b[2] - b[0] + 1), h = (int)(b[3] - b[1] + 1);
     const struct fv_image *from = cs->img;
-    if (cs->fine && needs_fine(cs, b, size)) {
-        float f = cs->window.scale;
-        double fx = f / cs->sx, fy = f / cs->sy;
-        from = cs->fine;
-        x = (int)lround(x * fx - cs->window.x);
-        y = (int)lround(y * fy - cs->window.y);
+    struct fv_image *region = NULL;
+    if ((cs->fine || cs->fine_scale > 0) && needs_fine(cs, b, size)) {
+        struct fv_image_window win = {1.0f, 0, 0};
+        if (cs->fine) {
+            from = cs->fine;
+        } else {
+            /* The box's full-size pixels (and one more around), from the part
+             * prepare_crops decoded. */
+            int fx = (int)floor(x / cs->sx) - 1, fy = (int)floor(y / cs->sy) - 1;
+            int fw = (int)ceil((x + w) / cs->sx) + 1 - fx;
+            int fh = (int)ceil((y + h) / cs->sy) + 1 - fy;
+            enum fv_status st = fv_image_source_read(cs->src, cs->fine_scale, fx, fy, fw, fh,
+                                                     &region, &win, err);
+            if (st == FV_ERR_INVALID_ARG) { /* wholly outside the image: black */
+                *out = fv_image_new(size, size);
+                return *out ? FV_OK : fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+            }
+            if (st)
+                return st;
+            from = region;
+        }
+        /* Pixel k of img covers [k / s, (k + 1) / s) of the full image. */
+        double fx = win.scale / cs->sx, fy = win.scale / cs->sy;
+        int nx = (int)lround(x * fx - win.x), ny = (int)lround(y * fy - win.y);
         w = (int)fmax(1, lround(w * fx));
         h = (int)fmax(1, lround(h * fy));
+        x = nx, y = ny;
     }
     struct fv_image *crop = fv_image_crop(from, x, y, w, h);
+    bool fine = from != cs->img;
+    fv_image_free(region);
     if (!crop)
         return fv_error_set(err, FV_ERR_NOMEM, "out of memory cropping faces");
     int k = (w < h ? w : h) / (2 * size);
     k = k > 256 ? 256 : k;
-    if (from != cs->img && k >= 2) {
+    if (fine && k >= 2) {
         /* Finer pixels than needed: average blocks before the filter. */
         struct fv_image *reduced = fv_image_reduce(crop, k);
         fv_image_free(crop);
@@ -681,7 +698,6 @@ enum fv_status fv_detect_source(struct fv_detector_context *ctx, struct fv_image
         }
     }
     st = detect_image(ctx, &cs, min_face, p, faces, n_faces, err);
-    fv_image_free(cs.fine_owned);
     fv_image_free(reduced);
     if (st || !cs.src)
         return st;

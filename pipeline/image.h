@@ -192,6 +192,11 @@ const struct fv_image_info *fv_image_source_info(const struct fv_image_source *s
 enum fv_status fv_image_source_read(struct fv_image_source *src, float min_scale, int x, int y,
                                     int w, int h, struct fv_image **out,
                                     struct fv_image_window *window, struct fv_error *err);
+/* Decodes (and keeps) what reads of the rectangle at min_scale will need, so
+ * that many small reads inside it cost no further decoding; reads of regions
+ * it does not cover may evict it. Nothing to do for an image in memory. */
+enum fv_status fv_image_source_prepare(struct fv_image_source *src, float min_scale, int x, int y,
+                                       int w, int h, struct fv_error *err);
 /* The whole upright image resampled to width x height (at most its full size)
  * as fv_image_resize does (after block averaging when shrinking by more than
  * 4), read from the coarsest decoding that is at least that large and at least
