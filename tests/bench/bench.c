@@ -363,6 +363,16 @@ static void bench_phone(struct fv_pipeline_worker *w, const struct fv_pipeline *
             fv_image_source_free(src);
             bench_phone_verify(pipe, pairs[i][2], a, size1, b, size2, data[0], size[0], data[1],
                                size[1]);
+            if (i == 0) { /* the same with faces of at least 10% of the shorter side */
+                struct fv_pipeline_params params = *fv_pipeline_params(pipe);
+                struct fv_pipeline *selfie;
+                params.detect.min_face_relative = 0.1f;
+                if (fv_pipeline_new("models", "models/mobilefacenet.fvm", &params, &selfie, &err))
+                    die(&err);
+                bench_phone_verify(selfie, "  --min-face 10%", a, size1, b, size2, data[0],
+                                   size[0], data[1], size[1]);
+                fv_pipeline_free(selfie);
+            }
         } else {
             printf("%-22s skipped: %s\n", pairs[i][2], err.message);
         }
