@@ -3,7 +3,9 @@
  * The limits are the production defaults (20 MiB encoded, 40 000 000 pixels): the
  * server decodes with fv_pipeline_params()->limits, which start from them.
  * Whatever decodes must probe to the same size; a JPEG is also read in part, at
- * a scale and over a rectangle drawn from its size, as image sources read it.
+ * a scale and over a rectangle drawn from its size, as image sources read it,
+ * and every image through an image source as detection reads it: a reduced
+ * copy, a prepared region and a crop inside it.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -47,6 +49,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             touch(part);
             fv_image_free(part);
         }
+    }
+    struct fv_image_source *src = NULL;
+    if (fv_image_source_open(data, size, &limits, &src, &err) == FV_OK) {
+        const struct fv_image_info *si = fv_image_source_info(src);
+        int w = si->width, h = si->height;
+        int cw = w > 8 ? w / 8 : 1, ch = h > 8 ? h / 8 : 1;
+        struct fv_image *copy = NULL, *part = NULL;
+        struct fv_image_window window;
+        if (fv_image_source_scaled(src, cw, ch, 0.25f, &copy, &err) == FV_OK) {
+            if (copy->width != cw || copy->height != ch)
+                __builtin_trap();
+            touch(copy);
+            fv_image_free(copy);
+        }
+        float scale = (float)(size % 9 + 1) / 9.0f;
+        if (fv_image_source_prepare(src, scale, w / 4, h / 4, w / 2 + 1, h / 2 + 1, &err) ==
+                FV_OK &&
+            fv_image_source_read(src, scale, w / 3, h / 3, w / 6 + 1, h / 6 + 1, &part, &window,
+                                 &err) == FV_OK) {
+            touch(part);
+            fv_image_free(part);
+        }
+        fv_image_source_free(src);
     }
     return 0;
 }
