@@ -304,34 +304,15 @@ static enum fv_status crop_part(const part_t *p, int x, int y, int w, int h,
 {
     int64_t ux, uy, x0, x1, y0, y1;
     part_rect(p, x, y, w, h, &ux, &uy, &x0, &x1, &y0, &y1);
-    /* The stored rectangle copied and turned upright in one pass (black
-     * outside the part). */
-    const int sw = (int)(x1 - x0), sh = (int)(y1 - y0), o = p->orientation;
-    const bool swap = o >= 5 && o <= 8;
-    struct fv_image *crop = swap ? fv_image_new(sh, sw) : fv_image_new(sw, sh);
-    if (!crop)
+    *out = fv_image_crop(p->img, (int)x0, (int)y0, (int)(x1 - x0), (int)(y1 - y0));
+    if (!*out)
         return fv_error_set(err, FV_ERR_NOMEM, "out of memory reading an image region");
-    const struct fv_image *img = p->img;
-    uint8_t *d = crop->rgb;
-    for (int j = 0; j < crop->height; j++)
-        for (int i = 0; i < crop->width; i++, d += 3) {
-            int cx, cy; /* the stored pixel of upright (i, j), within the rectangle */
-            switch (o) {
-            case 2: cx = sw - 1 - i, cy = j; break;
-            case 3: cx = sw - 1 - i, cy = sh - 1 - j; break;
-            case 4: cx = i, cy = sh - 1 - j; break;
-            case 5: cx = j, cy = i; break;
-            case 6: cx = j, cy = sh - 1 - i; break;
-            case 7: cx = sw - 1 - j, cy = sh - 1 - i; break;
-            case 8: cx = sw - 1 - j, cy = i; break;
-            default: cx = i, cy = j; break;
-            }
-            int64_t px = x0 + cx, py = y0 + cy;
-            if (px < 0 || py < 0 || px >= img->width || py >= img->height)
-                continue; /* black, as fv_image_new leaves it */
-            memcpy(d, img->rgb + 3 * ((size_t)py * img->width + (size_t)px), 3);
-        }
-    *out = crop;
+    enum fv_status st = fv_image_orient(out, p->orientation, err);
+    if (st) {
+        fv_image_free(*out);
+        *out = NULL;
+        return st;
+    }
     *window = (struct fv_image_window){p->scale_eighths / 8.0f, (int)ux, (int)uy};
     return FV_OK;
 }
