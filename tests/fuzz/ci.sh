@@ -7,7 +7,7 @@
 #      malformed request, keep its memory, and exit 0 with no leak report on SIGTERM;
 #   3. every libFuzzer harness (fuzz_heif and fuzz_webp with seeds made by `make fuzz`)
 #      for FUZZ_SECONDS (60) seconds.
-# Sized for a 2-core machine: about 22-27 minutes in all.
+# Sized for a 2-core machine: about 25-30 minutes in all.
 set -u
 cd "$(dirname "$0")/../.."
 seconds=${FUZZ_SECONDS:-60}
@@ -45,7 +45,7 @@ step "hostile input vs ./facever (memory back to baseline)" \
     env FACEVER=./facever ROUNDS="${HOSTILE_ROUNDS:-60}" sh scripts/hostile.sh
 step "hostile input vs build-asan/facever (no leaks, no reports)" \
     env FACEVER=./build-asan/facever ROUNDS="${HOSTILE_ROUNDS:-60}" RSS_CHECK=0 sh scripts/hostile.sh
-step "fuzz: every harness ${seconds}s" make fuzz-run SECONDS="$seconds"
+step "fuzz: every harness ${seconds}s, two at a time" make fuzz-run SECONDS="$seconds" FUZZ_JOBS=2
 
 echo "==> hardening summary"
 printf '%s' "$summary"
