@@ -1118,3 +1118,46 @@ Test(server, announced_body_is_not_reserved, .timeout = 30)
     harness_resp_free(&r);
     cr_assert_eq(harness_server_stop(&s, 20), 0);
 }
+
+/* Phone photos through the API: a 12-megapixel JPEG with EXIF orientation 6 is
+ * verified against another (decoded in parts at DCT scales), and one cut off
+ * after its header, which only the decoding of those parts finds truncated,
+ * gets 400 bad_image naming its field, not a 500; the server keeps serving. */
+Test(server, phone_photos_and_a_truncated_one, .timeout = 60)
+{
+    if (access("tests/data/phone/sample1-4032x3024-o6.jpg", R_OK) != 0)
+        cr_skip_test("tests/data/phone/ missing: run `make phone-photos`");
+    struct server s;
+    harness_server_start(&s, "tests/data/sample1.jpg", NULL);
+    struct bytes a = harness_read_file("tests/data/phone/sample1-4032x3024-o6.jpg");
+    struct bytes b = harness_read_file("tests/data/phone/sample1-4032.jpg");
+    cJSON *body = verify_body(&a, &b);
+    struct resp r = harness_post_json(&s, "/v1/verify", body);
+    cJSON_Delete(body);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cJSON *json = cJSON_Parse(r.body);
+    cr_assert_not_null(json);
+    /* the same picture, one stored rotated: the same face */
+    cr_expect_gt(number(json, "score"), 0.9, "%s", r.body);
+    cJSON_Delete(json);
+    harness_resp_free(&r);
+
+    struct bytes cut = {a.data, a.size * 6 / 10};
+    char *text = detect_body(&cut);
+    r = harness_http(&s, "POST", "/v1/detect", "application/json", text, strlen(text), NULL);
+    free(text);
+    cr_assert_str_eq(harness_error_code(&r, 400, "image"), "bad_image");
+    cr_expect(strstr(r.body, "truncated") != NULL, "%s", r.body);
+    harness_resp_free(&r);
+    body = verify_body(&cut, &b);
+    r = harness_post_json(&s, "/v1/verify", body);
+    cJSON_Delete(body);
+    cr_assert_str_eq(harness_error_code(&r, 400, "image1"), "bad_image");
+    harness_resp_free(&r);
+
+    r = harness_get(&s, "/healthz");
+    cr_expect_eq(r.status, 200);
+    harness_resp_free(&r);
+    free(a.data);
+    free(b.data);
+}
