@@ -1,11 +1,10 @@
 /* image_source.c - an encoded image read at the resolution each use needs. */
 #include "pipeline/image.h"
 
-#include <stdint.h>
-
 #include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
