@@ -13,26 +13,9 @@
 #include <png.h>
 
 #include "pipeline/image.h"
+#include "tests/leak_check.h"
 
-/* Criterion runs each test in a child process whose leak report does not fail
- * the test; under ASan, check for leaks at the end of every test instead. */
-#if defined(__SANITIZE_ADDRESS__)
-#define TEST_LEAK_CHECK 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TEST_LEAK_CHECK 1
-#endif
-#endif
-
-#ifdef TEST_LEAK_CHECK
-#include <sanitizer/lsan_interface.h>
-static void check_leaks(void)
-{
-    if (__lsan_do_recoverable_leak_check() != 0)
-        abort(); /* an assertion in .fini would not fail the test; a crash does */
-}
-TestSuite(image, .fini = check_leaks);
-#endif
+LEAK_CHECKED_SUITE(image);
 
 /* ---- helpers ---- */
 

@@ -21,25 +21,7 @@
 
 #include "pipeline/image.h"
 #include "pipeline/image_internal.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define TEST_LEAK_CHECK 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TEST_LEAK_CHECK 1
-#endif
-#endif
-
-/* Criterion runs each test in a child whose leak report does not fail the test;
- * under ASan, check for leaks at the end of every test instead. */
-#ifdef TEST_LEAK_CHECK
-#include <sanitizer/lsan_interface.h>
-static void check_leaks(void)
-{
-    if (__lsan_do_recoverable_leak_check() != 0)
-        abort();
-}
-#endif
+#include "tests/leak_check.h"
 
 static char workdir[64];
 
@@ -57,9 +39,7 @@ static void workdir_remove(void)
         if (system(command) != 0)
             fprintf(stderr, "could not remove %s\n", workdir);
     }
-#ifdef TEST_LEAK_CHECK
-    check_leaks();
-#endif
+    leak_check_fini();
 }
 
 TestSuite(image_formats, .init = workdir_make, .fini = workdir_remove);
