@@ -68,6 +68,39 @@ const char *fv_image_formats(void)
 
 /* ---- decoding entry points ---- */
 
+/* Each decodable format's decoder and probe (image_internal.h), by format. */
+static const struct {
+    enum fv_status (*decode)(const uint8_t *, size_t, const struct fv_image_limits *,
+                             struct fv_image **, int *, struct fv_error *);
+    enum fv_status (*probe)(const uint8_t *, size_t, const struct fv_image_limits *,
+                            struct fv_image_info *, struct fv_error *);
+} formats[FORMAT_OTHER] = {
+    [FORMAT_JPEG] = {fv_jpeg_decode, fv_jpeg_probe},
+    [FORMAT_PNG] = {fv_png_decode, fv_png_probe},
+    [FORMAT_HEIF] = {fv_heif_decode, fv_heif_probe},
+    [FORMAT_AVIF] = {fv_heif_decode, fv_heif_probe},
+    [FORMAT_WEBP] = {fv_webp_decode, fv_webp_probe},
+};
+
+/* The checks both entry points make first: arguments, encoded size, and a
+ * format we decode (its index into formats[]), else the error. */
+static enum fv_status find_format(const uint8_t *data, size_t size,
+                                  const struct fv_image_limits *limits, const char *who,
+                                  enum image_format *format, struct fv_error *err)
+{
+    if (!data && size > 0)
+        return fv_error_set(err, FV_ERR_INVALID_ARG, "%s: NULL argument", who);
+    enum fv_status status = fv_image_check_encoded(data, size, limits, err);
+    if (status != FV_OK)
+        return status;
+    const char *name;
+    *format = detect_format(data, size, &name);
+    if (*format == FORMAT_OTHER)
+        return fv_error_set(err, FV_ERR_UNSUPPORTED, "unsupported image format (%s); "
+                            "supported: %s", name, fv_image_formats());
+    return FV_OK;
+}
+
 enum fv_status fv_image_decode(const uint8_t *data, size_t size,
                                const struct fv_image_limits *limits, struct fv_image **out,
                                struct fv_error *err)
@@ -75,46 +108,24 @@ enum fv_status fv_image_decode(const uint8_t *data, size_t size,
     struct fv_image_limits default_limits;
     struct fv_image *img = NULL;
     int orientation = 1;
-    enum fv_status status;
+    enum image_format format;
 
-    if (!out || (!data && size > 0))
+    if (!out)
         return fv_error_set(err, FV_ERR_INVALID_ARG, "fv_image_decode: NULL argument");
     *out = NULL;
     limits = fv_image_limits_or_default(limits, &default_limits);
-    status = fv_image_check_encoded(data, size, limits, err);
+    enum fv_status status = find_format(data, size, limits, "fv_image_decode", &format, err);
     if (status != FV_OK)
         return status;
-
-    const char *name;
-    switch (detect_format(data, size, &name)) {
-    case FORMAT_JPEG:
-        status = fv_jpeg_decode(data, size, limits, &img, &orientation, err);
-        break;
-    case FORMAT_PNG:
-        status = fv_png_decode(data, size, limits, &img, &orientation, err);
-        break;
-    case FORMAT_HEIF:
-    case FORMAT_AVIF:
-        status = fv_heif_decode(data, size, limits, &img, &orientation, err);
-        break;
-    case FORMAT_WEBP:
-        status = fv_webp_decode(data, size, limits, &img, &orientation, err);
-        break;
-    case FORMAT_OTHER:
-        return fv_error_set(err, FV_ERR_UNSUPPORTED, "unsupported image format (%s); "
-                            "supported: %s", name, fv_image_formats());
+    status = formats[format].decode(data, size, limits, &img, &orientation, err);
+    if (status == FV_OK)
+        status = fv_image_orient(&img, orientation, err);
+    if (status != FV_OK) {
+        fv_image_free(img);
+        return status;
     }
-    if (status != FV_OK)
-        goto fail;
-    status = fv_image_orient(&img, orientation, err);
-    if (status != FV_OK)
-        goto fail;
     *out = img;
     return FV_OK;
-
-fail:
-    fv_image_free(img);
-    return status;
 }
 
 enum fv_status fv_image_probe(const uint8_t *data, size_t size,
@@ -123,34 +134,14 @@ enum fv_status fv_image_probe(const uint8_t *data, size_t size,
 {
     struct fv_image_limits default_limits;
     struct fv_image_info found = {0};
-    enum fv_status status;
+    enum image_format format;
 
-    if (!info || (!data && size > 0))
+    if (!info)
         return fv_error_set(err, FV_ERR_INVALID_ARG, "fv_image_probe: NULL argument");
     limits = fv_image_limits_or_default(limits, &default_limits);
-    status = fv_image_check_encoded(data, size, limits, err);
-    if (status != FV_OK)
-        return status;
-
-    const char *name;
-    switch (detect_format(data, size, &name)) {
-    case FORMAT_JPEG:
-        status = fv_jpeg_probe(data, size, limits, &found, err);
-        break;
-    case FORMAT_PNG:
-        status = fv_png_probe(data, size, limits, &found, err);
-        break;
-    case FORMAT_HEIF:
-    case FORMAT_AVIF:
-        status = fv_heif_probe(data, size, limits, &found, err);
-        break;
-    case FORMAT_WEBP:
-        status = fv_webp_probe(data, size, limits, &found, err);
-        break;
-    case FORMAT_OTHER:
-        return fv_error_set(err, FV_ERR_UNSUPPORTED, "unsupported image format (%s); "
-                            "supported: %s", name, fv_image_formats());
-    }
+    enum fv_status status = find_format(data, size, limits, "fv_image_probe", &format, err);
+    if (status == FV_OK)
+        status = formats[format].probe(data, size, limits, &found, err);
     if (status == FV_OK)
         *info = found;
     return status;
