@@ -127,6 +127,13 @@ void fv_resampler_free(struct fv_resampler *rs);
  * crop. NULL when w or h is not positive or memory runs out. */
 struct fv_image *fv_image_crop(const struct fv_image *src, int x, int y, int w, int h);
 
+/* fv_image_resize(fv_image_crop(src, x, y, w, h), width, height) exactly, into
+ * dst (width x height, owned by the caller), without the intermediate images:
+ * for the many small crops of detection. FV_ERR_INVALID_ARG for empty sizes,
+ * FV_ERR_NOMEM when out of memory. */
+enum fv_status fv_image_resize_region(const struct fv_image *src, int x, int y, int w, int h,
+                                      struct fv_image *dst, struct fv_error *err);
+
 /* Outlines the rectangle with corners (x1, y1) and (x2, y2), both inclusive
  * and rounded to the nearest pixel, with lines `thickness` pixels wide grown
  * inwards (at least 1). Clipped to the image; non-finite coordinates draw

@@ -139,6 +139,43 @@ static inline __attribute__((always_inline)) void transpose8x8(const uint8_t *co
     }
 }
 
+typedef uint16_t v8u16 __attribute__((vector_size(16)));
+typedef uint32_t v4u32 __attribute__((vector_size(16)));
+
+/* out[8 · i + r] = in[r][i] for sixteen bytes i of eight rows r: byte, pair
+ * and quad interleaving, each a single unpack instruction on x86 and ARM. */
+static inline __attribute__((always_inline)) void interleave8x16(const uint8_t *const in[8],
+                                                                 uint8_t *out)
+{
+    v16u8 a[8];
+    v8u16 b[8];
+    v4u32 c[8];
+    for (int r = 0; r < 8; r++)
+        memcpy(&a[r], in[r], 16);
+    for (int j = 0; j < 4; j++) {
+        v16u8 lo = __builtin_shufflevector(a[2 * j], a[2 * j + 1], 0, 16, 1, 17, 2, 18, 3, 19, 4,
+                                           20, 5, 21, 6, 22, 7, 23);
+        v16u8 hi = __builtin_shufflevector(a[2 * j], a[2 * j + 1], 8, 24, 9, 25, 10, 26, 11, 27,
+                                           12, 28, 13, 29, 14, 30, 15, 31);
+        memcpy(&b[2 * j], &lo, 16); /* rows 2j, 2j + 1: bytes 0-7, then 8-15 */
+        memcpy(&b[2 * j + 1], &hi, 16);
+    }
+    /* rows 0-3 from b[0], b[2] (bytes 0-7) and b[1], b[3] (8-15); rows 4-7 likewise */
+    for (int half = 0; half < 2; half++)
+        for (int j = 0; j < 2; j++) {
+            v8u16 x = b[4 * half + j], y = b[4 * half + j + 2];
+            v8u16 lo = __builtin_shufflevector(x, y, 0, 8, 1, 9, 2, 10, 3, 11);
+            v8u16 hi = __builtin_shufflevector(x, y, 4, 12, 5, 13, 6, 14, 7, 15);
+            memcpy(&c[4 * half + 2 * j], &lo, 16);     /* bytes 8j .. 8j + 3 */
+            memcpy(&c[4 * half + 2 * j + 1], &hi, 16); /* bytes 8j + 4 .. 8j + 7 */
+        }
+    for (int q = 0; q < 4; q++) { /* c[q]: rows 0-3 of bytes 4q..4q+3; c[4 + q]: rows 4-7 */
+        v4u32 lo = __builtin_shufflevector(c[q], c[4 + q], 0, 4, 1, 5);
+        v4u32 hi = __builtin_shufflevector(c[q], c[4 + q], 2, 6, 3, 7);
+        memcpy(out + 32 * q, &lo, 16);
+        memcpy(out + 32 * q + 16, &hi, 16);
+    }
+}
 
 struct fv_resampler {
     const struct fv_image *src;
@@ -248,11 +285,41 @@ static void column_mac_avx2(int32_t *acc, const uint8_t *p, size_t n8, int32_t w
 }
 #endif
 
+/* Rows y0 .. y0 + 7 of src (the last row repeated past the end) into block,
+ * byte i of row y0 + r at i · 8 + r. */
+static void interleave_rows(const struct fv_image *src, int y0, uint8_t *block)
+{
+    const int bytes = src->width * 3, b16 = bytes & ~15, b8 = bytes & ~7;
+    const uint8_t *rows[RESAMPLE_ROWS];
+    for (int lane = 0; lane < RESAMPLE_ROWS; lane++)
+        rows[lane] = fv_image_pixel_at(src, 0,
+                                       y0 + lane < src->height ? y0 + lane : src->height - 1);
+    for (int i0 = 0; i0 < b16; i0 += 16) {
+        const uint8_t *in[8];
+        for (int j = 0; j < 8; j++)
+            in[j] = rows[j] + i0;
+        interleave8x16(in, block + (size_t)i0 * RESAMPLE_ROWS);
+    }
+    for (int i0 = b16; i0 < b8; i0 += 8) {
+        const uint8_t *in[8];
+        uint8_t *to[8];
+        for (int j = 0; j < 8; j++) {
+            in[j] = rows[j] + i0;
+            to[j] = block + (size_t)(i0 + j) * RESAMPLE_ROWS;
+        }
+        transpose8x8(in, to);
+    }
+    for (int i = b8; i < bytes; i++)
+        for (int lane = 0; lane < RESAMPLE_ROWS; lane++)
+            block[(size_t)i * RESAMPLE_ROWS + lane] = rows[lane][i];
+}
+
 /* The horizontal pass for dst rows [0, dst->height), which read src rows
  * row_offset.. Eight rows at a time from the interleaved copy: each tap is one
  * vector multiply-add per channel for all eight rows (they share the weights).
  * The sums are integers, so the result is PIL's exactly whatever the order.
- * staged holds dst->width * 24 bytes, spare one row of dst. */
+ * staged holds dst->width * 24 bytes, spare one row of dst and, when rs has no
+ * interleaved copy, one block of src after it. */
 static void resample_horizontal_rows(const struct fv_resampler *rs, struct fv_image *dst,
                                             int row_offset, const struct resample_weights *w,
                                             uint8_t *staged, uint8_t *spare)
@@ -261,7 +328,13 @@ static void resample_horizontal_rows(const struct fv_resampler *rs, struct fv_im
     const int out_w = dst->width, first = row_offset, last = row_offset + dst->height;
     const int use_avx2 = resample_avx2();
     for (int yb = first / RESAMPLE_ROWS; yb * RESAMPLE_ROWS < last; yb++) {
-        const uint8_t *block = rs->rows + (size_t)yb * block_bytes;
+        const uint8_t *block;
+        if (rs->rows) {
+            block = rs->rows + (size_t)yb * block_bytes;
+        } else { /* one resize: each block interleaved as it is needed */
+            interleave_rows(rs->src, yb * RESAMPLE_ROWS, spare + (size_t)out_w * 3);
+            block = spare + (size_t)out_w * 3;
+        }
         if (use_avx2)
             taps_avx2(block, w, out_w, staged);
         else
@@ -292,7 +365,9 @@ static void resample_horizontal_rows(const struct fv_resampler *rs, struct fv_im
 static bool resample_horizontal(const struct fv_resampler *rs, struct fv_image *dst,
                                 int row_offset, const struct resample_weights *w)
 {
-    uint8_t *staged = malloc((size_t)dst->width * 3 * (RESAMPLE_ROWS + 1));
+    /* staged, a spare row and, without an interleaved copy, one block of it */
+    size_t block = rs->rows ? 0 : (size_t)rs->src->width * 3 * RESAMPLE_ROWS;
+    uint8_t *staged = malloc((size_t)dst->width * 3 * (RESAMPLE_ROWS + 1) + block);
     if (staged)
         resample_horizontal_rows(rs, dst, row_offset, w, staged,
                                  staged + (size_t)dst->width * 3 * RESAMPLE_ROWS);
@@ -324,29 +399,6 @@ static void resample_vertical(const struct fv_image *src, struct fv_image *dst,
         for (size_t i = vec; i < stride; i++)
             out[i] = resample_round(acc[i]);
     }
-}
-
-/* Rows y0 .. y0 + 7 of src (the last row repeated past the end) into block,
- * byte i of row y0 + r at i · 8 + r. */
-static void interleave_rows(const struct fv_image *src, int y0, uint8_t *block)
-{
-    const int bytes = src->width * 3, b8 = bytes & ~7;
-    const uint8_t *rows[RESAMPLE_ROWS];
-    for (int lane = 0; lane < RESAMPLE_ROWS; lane++)
-        rows[lane] = fv_image_pixel_at(src, 0,
-                                       y0 + lane < src->height ? y0 + lane : src->height - 1);
-    for (int i0 = 0; i0 < b8; i0 += 8) {
-        const uint8_t *in[8];
-        uint8_t *to[8];
-        for (int j = 0; j < 8; j++) {
-            in[j] = rows[j] + i0;
-            to[j] = block + (size_t)(i0 + j) * RESAMPLE_ROWS;
-        }
-        transpose8x8(in, to);
-    }
-    for (int i = b8; i < bytes; i++)
-        for (int lane = 0; lane < RESAMPLE_ROWS; lane++)
-            block[(size_t)i * RESAMPLE_ROWS + lane] = rows[lane][i];
 }
 
 struct fv_resampler *fv_resampler_new(const struct fv_image *src)
@@ -453,18 +505,90 @@ enum fv_status fv_image_resize(const struct fv_image *src, int width, int height
         return fv_error_set(err, FV_ERR_INVALID_ARG, "fv_image_resize: no image");
     if (width <= 0 || height <= 0)
         return fv_error_set(err, FV_ERR_INVALID_ARG, "cannot resize to %dx%d", width, height);
-    if (width == src->width) {
-        /* no horizontal pass: no interleaved copy needed */
-        struct fv_resampler direct = {src, NULL};
-        return fv_resampler_resize(&direct, width, height, out, err);
+    /* One resize reads each source row once: no interleaved copy of the
+     * whole image, each block of rows is interleaved when the pass needs it. */
+    struct fv_resampler direct = {src, NULL};
+    return fv_resampler_resize(&direct, width, height, out, err);
+}
+
+/* The pixel at (x, y) of src, or black outside it. */
+static inline const uint8_t *pixel_or_black(const struct fv_image *src, int x, int y)
+{
+    static const uint8_t black[3];
+    return x >= 0 && y >= 0 && x < src->width && y < src->height ? fv_image_pixel_at(src, x, y)
+                                                                  : black;
+}
+
+enum fv_status fv_image_resize_region(const struct fv_image *src, int x, int y, int w, int h,
+                                      struct fv_image *dst, struct fv_error *err)
+{
+    if (!fv_image_is_valid(src) || !fv_image_is_valid(dst) || w < 1 || h < 1)
+        return fv_error_set(err, FV_ERR_INVALID_ARG, "fv_image_resize_region: empty image");
+    const int width = dst->width, height = dst->height;
+    const bool need_horizontal = width != w, need_vertical = height != h;
+    struct resample_weights horizontal = {0}, vertical = {0};
+    uint8_t *temp = NULL;
+    int32_t *acc = NULL;
+    if ((need_horizontal && !resample_weights_init(&horizontal, w, width)) ||
+        (need_vertical && !resample_weights_init(&vertical, h, height)))
+        goto fail;
+    /* The horizontal pass (or a plain copy) for the rows the vertical one reads. */
+    int first = need_vertical ? vertical.first[0] : 0;
+    int last = need_vertical ? vertical.first[height - 1] + vertical.count[height - 1] : h;
+    const size_t stride = (size_t)width * 3;
+    if (!(temp = malloc((size_t)(last - first) * stride)) ||
+        !(acc = malloc(stride * sizeof *acc)))
+        goto fail;
+    for (int r = first; r < last; r++) {
+        uint8_t *out = temp + (size_t)(r - first) * stride;
+        if (!need_horizontal) {
+            for (int c = 0; c < width; c++)
+                memcpy(out + 3 * c, pixel_or_black(src, x + c, y + r), 3);
+            continue;
+        }
+        for (int c = 0; c < width; c++) {
+            const int32_t *weight = horizontal.weight + (size_t)c * (size_t)horizontal.taps;
+            int32_t sum[3] = {1 << (RESAMPLE_PRECISION_BITS - 1), 1 << (RESAMPLE_PRECISION_BITS - 1),
+                              1 << (RESAMPLE_PRECISION_BITS - 1)};
+            for (int k = 0; k < horizontal.count[c]; k++) {
+                const uint8_t *p = pixel_or_black(src, x + horizontal.first[c] + k, y + r);
+                sum[0] += p[0] * weight[k];
+                sum[1] += p[1] * weight[k];
+                sum[2] += p[2] * weight[k];
+            }
+            out[3 * c] = resample_round(sum[0]);
+            out[3 * c + 1] = resample_round(sum[1]);
+            out[3 * c + 2] = resample_round(sum[2]);
+        }
     }
-    struct fv_resampler *rs = fv_resampler_new(src);
-    if (!rs)
-        return fv_error_set(err, FV_ERR_NOMEM, "out of memory resizing %dx%d to %dx%d",
-                            src->width, src->height, width, height);
-    enum fv_status st = fv_resampler_resize(rs, width, height, out, err);
-    fv_resampler_free(rs);
-    return st;
+    for (int r = 0; r < height; r++) {
+        uint8_t *out = fv_image_pixel_at(dst, 0, r);
+        if (!need_vertical) {
+            memcpy(out, temp + (size_t)r * stride, stride);
+            continue;
+        }
+        const int32_t *weight = vertical.weight + (size_t)r * (size_t)vertical.taps;
+        const uint8_t *column = temp + (size_t)(vertical.first[r] - first) * stride;
+        for (size_t i = 0; i < stride; i++)
+            acc[i] = 1 << (RESAMPLE_PRECISION_BITS - 1);
+        for (int k = 0; k < vertical.count[r]; k++)
+            for (size_t i = 0; i < stride; i++)
+                acc[i] += column[(size_t)k * stride + i] * weight[k];
+        for (size_t i = 0; i < stride; i++)
+            out[i] = resample_round(acc[i]);
+    }
+    resample_weights_free(&horizontal);
+    resample_weights_free(&vertical);
+    free(temp);
+    free(acc);
+    return FV_OK;
+
+fail:
+    resample_weights_free(&horizontal);
+    resample_weights_free(&vertical);
+    free(temp);
+    free(acc);
+    return fv_error_set(err, FV_ERR_NOMEM, "out of memory resizing a %dx%d region", w, h);
 }
 
 typedef uint16_t v16u16 __attribute__((vector_size(32)));
@@ -498,14 +622,23 @@ struct fv_image *fv_image_reduce(const struct fv_image *src, int k)
                 ((uint16_t *)column)[i] += row[i];
         }
         uint8_t *out = dst->rgb + (size_t)by * w * 3;
+        uint32_t n = 0;
+        uint64_t inverse = 0;
         for (int bx = 0; bx < w; bx++) {
             int x0 = bx * k, x1 = x0 + k < src->width ? x0 + k : src->width;
-            uint32_t n = (uint32_t)((x1 - x0) * (y1 - y0)), r = 0, g = 0, b = 0;
+            uint32_t r = 0, g = 0, b = 0;
+            if (n != (uint32_t)((x1 - x0) * (y1 - y0))) {
+                /* (v + n / 2) / n without a division: v < 256 n and n <= 2^16, so
+                 * with inverse = ceil(2^40 / n) the product's error stays below
+                 * one step of the quotient. */
+                n = (uint32_t)((x1 - x0) * (y1 - y0));
+                inverse = ((UINT64_C(1) << 40) + n - 1) / n;
+            }
             for (const uint16_t *p = sums + 3 * x0, *end = sums + 3 * x1; p < end; p += 3)
                 r += p[0], g += p[1], b += p[2];
-            out[3 * bx] = (uint8_t)((r + n / 2) / n);
-            out[3 * bx + 1] = (uint8_t)((g + n / 2) / n);
-            out[3 * bx + 2] = (uint8_t)((b + n / 2) / n);
+            out[3 * bx] = (uint8_t)(((r + n / 2) * inverse) >> 40);
+            out[3 * bx + 1] = (uint8_t)(((g + n / 2) * inverse) >> 40);
+            out[3 * bx + 2] = (uint8_t)(((b + n / 2) * inverse) >> 40);
         }
     }
     free(column);

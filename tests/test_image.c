@@ -1402,6 +1402,107 @@ Test(image, resize_rows_in_blocks_match_single_rows)
     fv_image_free(src);
 }
 
+/* PIL's BILINEAR in the plainest C, as a reference for the vectorised passes:
+ * one axis of n values at `stride` apart, `count` lines `line` apart. */
+static void plain_pass(const uint8_t *in, int in_size, uint8_t *out, int out_size,
+                       size_t stride, size_t line, int count)
+{
+    double scale = (double)in_size / out_size, fscale = scale < 1 ? 1 : scale;
+    for (int o = 0; o < out_size; o++) {
+        double center = (o + 0.5) * scale;
+        int lo = (int)(center - fscale + 0.5), hi = (int)(center + fscale + 0.5);
+        lo = lo < 0 ? 0 : lo;
+        hi = hi > in_size ? in_size : hi;
+        double wsum = 0, wt[64];
+        cr_assert_lt(hi - lo, 64);
+        for (int i = lo; i < hi; i++) {
+            double t = fabs((i - center + 0.5) / fscale);
+            wsum += wt[i - lo] = t < 1 ? 1 - t : 0;
+        }
+        for (int c = 0; c < count; c++) {
+            int32_t acc = 1 << 21;
+            for (int i = lo; i < hi; i++)
+                acc += in[c * line + (size_t)i * stride] *
+                       (int32_t)(0.5 + wt[i - lo] / wsum * (1 << 22));
+            acc >>= 22;
+            out[c * line + (size_t)o * stride] = (uint8_t)(acc < 0 ? 0 : acc > 255 ? 255 : acc);
+        }
+    }
+}
+
+static struct fv_image *plain_resize(const struct fv_image *src, int w, int h)
+{
+    struct fv_image *mid = fv_image_new(w, src->height), *out = fv_image_new(w, h);
+    for (int y = 0; y < src->height; y++) /* horizontal: three channels of each row */
+        for (int ch = 0; ch < 3; ch++)
+            plain_pass(src->rgb + (size_t)y * src->width * 3 + ch, src->width,
+                       mid->rgb + (size_t)y * w * 3 + ch, w, 3, 0, 1);
+    if (h == src->height)
+        memcpy(out->rgb, mid->rgb, (size_t)w * h * 3);
+    else /* vertical: every byte of a row is a line */
+        plain_pass(mid->rgb, src->height, out->rgb, h, (size_t)w * 3, 1, w * 3);
+    fv_image_free(mid);
+    return out;
+}
+
+/* The vectorised horizontal pass (rows interleaved 16 bytes at a time, an
+ * 8-byte and a byte-wise tail) and vertical pass against the plain one, on
+ * widths that leave every tail, shrinking and enlarging, at every CPU level
+ * the suite runs at. */
+Test(image, resize_matches_the_plain_filter)
+{
+    const int sizes[][4] = {{301, 97, 96, 72}, {2016, 37, 640, 12}, {53, 21, 7, 30},
+                            {17, 9, 41, 23},   {640, 480, 24, 24},  {6, 131, 5, 48},
+                            {255, 3, 100, 3},  {100, 100, 100, 33}};
+    for (size_t t = 0; t < sizeof sizes / sizeof *sizes; t++) {
+        struct fv_image *src = random_image(sizes[t][0], sizes[t][1], 40 + t);
+        struct fv_image *got = resize_ok(src, sizes[t][2], sizes[t][3]);
+        struct fv_image *want = plain_resize(src, sizes[t][2], sizes[t][3]);
+        size_t bytes = (size_t)sizes[t][2] * sizes[t][3] * 3, diff = 0;
+        for (size_t i = 0; i < bytes; i++)
+            diff += got->rgb[i] != want->rgb[i];
+        cr_expect_eq(diff, 0, "%dx%d to %dx%d: %zu bytes differ from the plain filter",
+                     sizes[t][0], sizes[t][1], sizes[t][2], sizes[t][3], diff);
+        fv_image_free(src);
+        fv_image_free(got);
+        fv_image_free(want);
+    }
+}
+
+/* Block averages with rounding, partial blocks at the right and bottom edges,
+ * against the plain sums and divisions (fv_image_reduce divides by
+ * multiplying). */
+Test(image, reduce_matches_plain_block_averages)
+{
+    const int cases[][3] = {{37, 29, 1}, {37, 29, 2}, {64, 48, 4}, {101, 67, 7},
+                            {300, 200, 9}, {520, 260, 256}, {5, 700, 16}};
+    for (size_t t = 0; t < sizeof cases / sizeof *cases; t++) {
+        int w = cases[t][0], h = cases[t][1], k = cases[t][2];
+        struct fv_image *src = random_image(w, h, 90 + t);
+        if (t == 5) /* all 255: the largest sums a block can have */
+            memset(src->rgb, 255, (size_t)w * h * 3);
+        struct fv_image *got = fv_image_reduce(src, k);
+        cr_assert_not_null(got);
+        int rw = (w + k - 1) / k, rh = (h + k - 1) / k;
+        cr_assert_eq(got->width, rw);
+        cr_assert_eq(got->height, rh);
+        size_t diff = 0;
+        for (int by = 0; by < rh; by++)
+            for (int bx = 0; bx < rw; bx++)
+                for (int ch = 0; ch < 3; ch++) {
+                    uint32_t sum = 0, n = 0;
+                    for (int y = by * k; y < by * k + k && y < h; y++)
+                        for (int x = bx * k; x < bx * k + k && x < w; x++, n++)
+                            sum += src->rgb[((size_t)y * w + x) * 3 + ch];
+                    diff += got->rgb[((size_t)by * rw + bx) * 3 + ch] != (sum + n / 2) / n;
+                }
+        cr_expect_eq(diff, 0, "%dx%d reduced by %d: %zu values differ", w, h, k, diff);
+        fv_image_free(src);
+        fv_image_free(got);
+    }
+    cr_expect_null(fv_image_reduce(NULL, 2));
+}
+
 Test(image, resize_same_size_copies_and_bad_size_fails)
 {
     struct fv_image *src = random_image(6, 4, 2);
