@@ -378,13 +378,13 @@ static enum fv_status pnet_level(struct fv_detector_context *ctx, const struct f
 /* Where R-Net and O-Net read their crops. Boxes are in pixels of img, the
  * image P-Net searched; when that is a reduced copy of src's image (sx, sy
  * of its pixels per full-size pixel), a box smaller than twice the network's
- * input is read from `fine`, finer pixels of the region the boxes cover. */
+ * input is read from src at fine_scale (the region the boxes cover,
+ * prepared by prepare_crops). */
 struct crop_source {
     const struct fv_image *img;
     struct fv_image_source *src; /* NULL: img is the full image */
     float sx, sy;
-    const struct fv_image *fine; /* the full image, when src holds it in memory */
-    float fine_scale;            /* else read crops from src at this scale (0: none) */
+    float fine_scale;            /* read such crops from src at this scale (0: none) */
 };
 
 static bool needs_fine(const struct crop_source *cs, const float *b, int size)
@@ -398,12 +398,13 @@ static bool needs_fine(const struct crop_source *cs, const float *b, int size)
 static enum fv_status prepare_crops(struct crop_source *cs, const struct candidate *c, size_t n,
                                     int size, struct fv_error *err)
 {
-    cs->fine = NULL;
     cs->fine_scale = 0;
     if (!cs->src)
         return FV_OK;
-    if ((cs->fine = fv_image_source_full(cs->src))) /* in memory: its full-size pixels */
+    if (fv_image_source_full(cs->src)) { /* in memory: its full-size pixels */
+        cs->fine_scale = 1;
         return FV_OK;
+    }
     double x0 = INFINITY, y0 = INFINITY, x1 = -INFINITY, y1 = -INFINITY, scale = 0;
     for (size_t i = 0; i < n; i++) {
         const float *b = c[i].box;
@@ -449,51 +450,22 @@ static enum fv_status crop_box(const struct crop_source *cs, const float *b, int
 {
     int x = (int)b[0] - 1, y = (int)b[1] - 1;
     int w = (int)(b[2] - b[0] + 1), h = (int)(b[3] - b[1] + 1);
-    const struct fv_image *from = cs->img;
-    struct fv_image *region = NULL;
-    if ((cs->fine || cs->fine_scale > 0) && needs_fine(cs, b, size)) {
-        struct fv_image_window win = {1.0f, 0, 0};
-        if (cs->fine) {
-            from = cs->fine;
-        } else {
-            /* The box's full-size pixels (and one more around), from the part
-             * prepare_crops decoded. */
-            int fx = (int)floor(x / cs->sx) - 1, fy = (int)floor(y / cs->sy) - 1;
-            int fw = (int)ceil((x + w) / cs->sx) + 1 - fx;
-            int fh = (int)ceil((y + h) / cs->sy) + 1 - fy;
-            enum fv_status st = fv_image_source_read(cs->src, cs->fine_scale, fx, fy, fw, fh,
-                                                     &region, &win, err);
-            if (st == FV_ERR_INVALID_ARG) { /* wholly outside the image: black */
-                *out = fv_image_new(size, size);
-                return *out ? FV_OK : fv_error_set(err, FV_ERR_NOMEM, "out of memory");
-            }
-            if (st)
-                return st;
-            from = region;
-        }
-        /* Pixel k of img covers [k / s, (k + 1) / s) of the full image. */
-        double fx = win.scale / cs->sx, fy = win.scale / cs->sy;
-        int nx = (int)lround(x * fx - win.x), ny = (int)lround(y * fy - win.y);
-        w = (int)fmax(1, lround(w * fx));
-        h = (int)fmax(1, lround(h * fy));
-        x = nx, y = ny;
-    }
-    struct fv_image *crop = fv_image_crop(from, x, y, w, h);
-    bool fine = from != cs->img;
-    fv_image_free(region);
-    if (!crop)
+    if (!(*out = fv_image_new(size, size)))
         return fv_error_set(err, FV_ERR_NOMEM, "out of memory cropping faces");
-    int k = (w < h ? w : h) / (2 * size);
-    k = k > 256 ? 256 : k;
-    if (fine && k >= 2) {
-        /* Finer pixels than needed: average blocks before the filter. */
-        struct fv_image *reduced = fv_image_reduce(crop, k);
-        fv_image_free(crop);
-        if (!(crop = reduced))
-            return fv_error_set(err, FV_ERR_NOMEM, "out of memory cropping faces");
+    enum fv_status st;
+    if (cs->fine_scale > 0 && needs_fine(cs, b, size)) {
+        /* Pixel k of img covers [k / s, (k + 1) / s) of the full image. */
+        st = fv_image_source_resample(cs->src, cs->fine_scale, x / cs->sx, y / cs->sy,
+                                      w / cs->sx, h / cs->sy, *out, err);
+        if (st == FV_ERR_INVALID_ARG) /* wholly outside the image: black */
+            return FV_OK;
+    } else {
+        st = fv_image_resize_region(cs->img, x, y, w, h, *out, err);
     }
-    enum fv_status st = fv_image_resize(crop, size, size, out, err);
-    fv_image_free(crop);
+    if (st) {
+        fv_image_free(*out);
+        *out = NULL;
+    }
     return st;
 }
 

@@ -110,6 +110,10 @@ enum fv_status fv_image_resize(const struct fv_image *src, int width, int height
  * step when shrinking by a large factor, so that the antialiasing filter after
  * it has a short support. NULL when k is not in 1..256 or out of memory. */
 struct fv_image *fv_image_reduce(const struct fv_image *src, int k);
+/* fv_image_reduce(fv_image_crop(src, x, y, w, h), k), copying nothing when the
+ * region lies inside src. */
+struct fv_image *fv_image_reduce_region(const struct fv_image *src, int x, int y, int w, int h,
+                                        int k);
 
 /* Several sizes of one source (an image pyramid): the resampler keeps the
  * source's rows in the layout the horizontal pass reads, so each further size
@@ -199,6 +203,17 @@ const struct fv_image_info *fv_image_source_info(const struct fv_image_source *s
 enum fv_status fv_image_source_read(struct fv_image_source *src, float min_scale, int x, int y,
                                     int w, int h, struct fv_image **out,
                                     struct fv_image_window *window, struct fv_error *err);
+/* The full-size upright rectangle with top-left corner (x, y), w × h
+ * full-size pixels, at the scale fv_image_source_read picks for min_scale
+ * (pixels of the part read, the rectangle rounded to them), resampled to
+ * dst's size (dst owned by the caller): averaged over k × k blocks first when
+ * its shorter side there is 2k or more times dst's (k <= 256), then filtered
+ * as fv_image_resize does; black outside the image. Resampled as stored and
+ * the small result turned upright, so nothing of the size of the rectangle
+ * is copied. Errors as fv_image_source_read. */
+enum fv_status fv_image_source_resample(struct fv_image_source *src, float min_scale, double x,
+                                        double y, double w, double h, struct fv_image *dst,
+                                        struct fv_error *err);
 /* Decodes (and keeps) what reads of the rectangle at min_scale will need, so
  * that many small reads inside it cost no further decoding; reads of regions
  * it does not cover may evict it. Nothing to do for an image in memory. */

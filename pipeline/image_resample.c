@@ -179,10 +179,20 @@ static inline __attribute__((always_inline)) void interleave8x16(const uint8_t *
 
 struct fv_resampler {
     const struct fv_image *src;
-    /* src in blocks of eight rows, interleaved: byte (block, i, r) is byte i of
-     * row 8 · block + r (a short last block repeats its last row). */
+    /* The region resampled: w × h pixels of src from (x, y), black outside src
+     * (the whole of src but for fv_image_resize_region). */
+    int x, y, w, h;
+    /* The region in blocks of eight rows, interleaved: byte (block, i, r) is
+     * byte i of row 8 · block + r (a short last block repeats its last row).
+     * NULL: each block is interleaved when the horizontal pass reads it. */
     uint8_t *rows;
 };
+
+static bool region_inside(const struct fv_resampler *rs)
+{
+    return rs->x >= 0 && rs->y >= 0 && rs->x <= rs->src->width - rs->w &&
+           rs->y <= rs->src->height - rs->h;
+}
 
 /* One block of eight interleaved rows through the horizontal filter: staged
  * gets byte (x, channel, lane) at (x · 3 + channel) · 8 + lane. */
@@ -285,15 +295,31 @@ static void column_mac_avx2(int32_t *acc, const uint8_t *p, size_t n8, int32_t w
 }
 #endif
 
-/* Rows y0 .. y0 + 7 of src (the last row repeated past the end) into block,
- * byte i of row y0 + r at i · 8 + r. */
-static void interleave_rows(const struct fv_image *src, int y0, uint8_t *block)
+/* Rows y0 .. y0 + 7 of the region (its last row repeated past the end) into
+ * block, byte i of row y0 + r at i · 8 + r. A region reaching outside src
+ * needs scratch: eight of its rows, to put them together in, black-padded. */
+static void interleave_rows(const struct fv_resampler *rs, int y0, uint8_t *block,
+                            uint8_t *scratch)
 {
-    const int bytes = src->width * 3, b16 = bytes & ~15, b8 = bytes & ~7;
+    const struct fv_image *src = rs->src;
+    const int bytes = rs->w * 3, b16 = bytes & ~15, b8 = bytes & ~7;
+    const bool inside = region_inside(rs);
+    const int x0 = rs->x > 0 ? rs->x : 0;
+    const int x1 = rs->x + rs->w < src->width ? rs->x + rs->w : src->width;
     const uint8_t *rows[RESAMPLE_ROWS];
-    for (int lane = 0; lane < RESAMPLE_ROWS; lane++)
-        rows[lane] = fv_image_pixel_at(src, 0,
-                                       y0 + lane < src->height ? y0 + lane : src->height - 1);
+    for (int lane = 0; lane < RESAMPLE_ROWS; lane++) {
+        int y = rs->y + (y0 + lane < rs->h ? y0 + lane : rs->h - 1);
+        if (inside) {
+            rows[lane] = fv_image_pixel_at(src, rs->x, y);
+            continue;
+        }
+        uint8_t *row = scratch + (size_t)lane * bytes;
+        memset(row, 0, (size_t)bytes);
+        if (y >= 0 && y < src->height && x0 < x1)
+            memcpy(row + (size_t)(x0 - rs->x) * 3, fv_image_pixel_at(src, x0, y),
+                   (size_t)(x1 - x0) * 3);
+        rows[lane] = row;
+    }
     for (int i0 = 0; i0 < b16; i0 += 16) {
         const uint8_t *in[8];
         for (int j = 0; j < 8; j++)
@@ -319,12 +345,13 @@ static void interleave_rows(const struct fv_image *src, int y0, uint8_t *block)
  * vector multiply-add per channel for all eight rows (they share the weights).
  * The sums are integers, so the result is PIL's exactly whatever the order.
  * staged holds dst->width * 24 bytes, spare one row of dst and, when rs has no
- * interleaved copy, one block of src after it. */
+ * interleaved copy, one block of the region after it (and eight rows more
+ * when the region reaches outside src). */
 static void resample_horizontal_rows(const struct fv_resampler *rs, struct fv_image *dst,
                                             int row_offset, const struct resample_weights *w,
                                             uint8_t *staged, uint8_t *spare)
 {
-    const size_t block_bytes = (size_t)rs->src->width * 3 * RESAMPLE_ROWS;
+    const size_t block_bytes = (size_t)rs->w * 3 * RESAMPLE_ROWS;
     const int out_w = dst->width, first = row_offset, last = row_offset + dst->height;
     const int use_avx2 = resample_avx2();
     for (int yb = first / RESAMPLE_ROWS; yb * RESAMPLE_ROWS < last; yb++) {
@@ -332,8 +359,9 @@ static void resample_horizontal_rows(const struct fv_resampler *rs, struct fv_im
         if (rs->rows) {
             block = rs->rows + (size_t)yb * block_bytes;
         } else { /* one resize: each block interleaved as it is needed */
-            interleave_rows(rs->src, yb * RESAMPLE_ROWS, spare + (size_t)out_w * 3);
             block = spare + (size_t)out_w * 3;
+            interleave_rows(rs, yb * RESAMPLE_ROWS, spare + (size_t)out_w * 3,
+                            spare + (size_t)out_w * 3 + block_bytes);
         }
         if (use_avx2)
             taps_avx2(block, w, out_w, staged);
@@ -365,8 +393,9 @@ static void resample_horizontal_rows(const struct fv_resampler *rs, struct fv_im
 static bool resample_horizontal(const struct fv_resampler *rs, struct fv_image *dst,
                                 int row_offset, const struct resample_weights *w)
 {
-    /* staged, a spare row and, without an interleaved copy, one block of it */
-    size_t block = rs->rows ? 0 : (size_t)rs->src->width * 3 * RESAMPLE_ROWS;
+    /* staged, a spare row and, without an interleaved copy, one block of it
+     * and the scratch rows interleave_rows may need */
+    size_t block = rs->rows ? 0 : (size_t)rs->w * 3 * RESAMPLE_ROWS * (region_inside(rs) ? 1 : 2);
     uint8_t *staged = malloc((size_t)dst->width * 3 * (RESAMPLE_ROWS + 1) + block);
     if (staged)
         resample_horizontal_rows(rs, dst, row_offset, w, staged,
@@ -412,9 +441,10 @@ struct fv_resampler *fv_resampler_new(const struct fv_image *src)
         free(rs);
         return NULL;
     }
-    rs->src = src;
+    *rs = (struct fv_resampler){src, 0, 0, src->width, src->height, rs->rows};
     for (size_t yb = 0; yb < blocks; yb++)
-        interleave_rows(src, (int)(yb * RESAMPLE_ROWS), rs->rows + yb * row_bytes * RESAMPLE_ROWS);
+        interleave_rows(rs, (int)(yb * RESAMPLE_ROWS), rs->rows + yb * row_bytes * RESAMPLE_ROWS,
+                        NULL);
     return rs;
 }
 
@@ -426,37 +456,20 @@ void fv_resampler_free(struct fv_resampler *rs)
     free(rs);
 }
 
-enum fv_status fv_resampler_resize(const struct fv_resampler *rs, int width, int height,
-                                   struct fv_image **out, struct fv_error *err)
+/* The region of rs resampled into dst (allocated, of another size; the same
+ * width only when the region is the whole of src, which the vertical pass
+ * then reads directly). */
+static enum fv_status resample_into(const struct fv_resampler *rs, struct fv_image *dst,
+                                    struct fv_error *err)
 {
     struct resample_weights horizontal = {0}, vertical = {0};
-    struct fv_image *temp = NULL, *dst = NULL;
+    struct fv_image *temp = NULL;
     int32_t *acc = NULL;
-    enum fv_status status = FV_OK;
-
-    if (!out)
-        return fv_error_set(err, FV_ERR_INVALID_ARG, "fv_image_resize: NULL output");
-    *out = NULL;
-    if (!rs || !fv_image_is_valid(rs->src))
-        return fv_error_set(err, FV_ERR_INVALID_ARG, "fv_image_resize: no image");
-    const struct fv_image *src = rs->src;
-    if (width <= 0 || height <= 0)
-        return fv_error_set(err, FV_ERR_INVALID_ARG, "cannot resize to %dx%d", width, height);
-
-    bool need_horizontal = width != src->width, need_vertical = height != src->height;
-    if (!need_horizontal && !need_vertical) {
-        dst = fv_image_clone(src);
-        if (!dst)
-            goto fail;
-        *out = dst;
-        return FV_OK;
-    }
-    dst = fv_image_new(width, height);
-    if (!dst)
+    const int width = dst->width, height = dst->height;
+    const bool need_horizontal = width != rs->w, need_vertical = height != rs->h;
+    if (need_vertical && !resample_weights_init(&vertical, rs->h, height))
         goto fail;
-    if (need_vertical && !resample_weights_init(&vertical, src->height, height))
-        goto fail;
-    if (need_horizontal && !resample_weights_init(&horizontal, src->width, width))
+    if (need_horizontal && !resample_weights_init(&horizontal, rs->w, width))
         goto fail;
     if (need_vertical && !(acc = malloc((size_t)width * 3 * sizeof *acc)))
         goto fail;
@@ -475,24 +488,47 @@ enum fv_status fv_resampler_resize(const struct fv_resampler *rs, int width, int
         if (!resample_horizontal(rs, dst, 0, &horizontal))
             goto fail;
     } else {
-        resample_vertical(src, dst, 0, &vertical, acc);
+        resample_vertical(rs->src, dst, 0, &vertical, acc);
     }
     resample_weights_free(&horizontal);
     resample_weights_free(&vertical);
     fv_image_free(temp);
     free(acc);
-    *out = dst;
     return FV_OK;
 
 fail: /* every failure here is an allocation */
-    status = fv_error_set(err, FV_ERR_NOMEM, "out of memory resizing %dx%d to %dx%d",
-                          src->width, src->height, width, height);
     resample_weights_free(&horizontal);
     resample_weights_free(&vertical);
     fv_image_free(temp);
-    fv_image_free(dst);
     free(acc);
-    return status;
+    return fv_error_set(err, FV_ERR_NOMEM, "out of memory resizing %dx%d to %dx%d", rs->w, rs->h,
+                        width, height);
+}
+
+enum fv_status fv_resampler_resize(const struct fv_resampler *rs, int width, int height,
+                                   struct fv_image **out, struct fv_error *err)
+{
+    if (!out)
+        return fv_error_set(err, FV_ERR_INVALID_ARG, "fv_image_resize: NULL output");
+    *out = NULL;
+    if (!rs || !fv_image_is_valid(rs->src))
+        return fv_error_set(err, FV_ERR_INVALID_ARG, "fv_image_resize: no image");
+    if (width <= 0 || height <= 0)
+        return fv_error_set(err, FV_ERR_INVALID_ARG, "cannot resize to %dx%d", width, height);
+    struct fv_image *dst = width == rs->w && height == rs->h ? fv_image_clone(rs->src)
+                                                             : fv_image_new(width, height);
+    if (!dst)
+        return fv_error_set(err, FV_ERR_NOMEM, "out of memory resizing %dx%d to %dx%d", rs->w,
+                            rs->h, width, height);
+    if (width != rs->w || height != rs->h) {
+        enum fv_status st = resample_into(rs, dst, err);
+        if (st) {
+            fv_image_free(dst);
+            return st;
+        }
+    }
+    *out = dst;
+    return FV_OK;
 }
 
 enum fv_status fv_image_resize(const struct fv_image *src, int width, int height,
@@ -503,20 +539,10 @@ enum fv_status fv_image_resize(const struct fv_image *src, int width, int height
     *out = NULL;
     if (!fv_image_is_valid(src))
         return fv_error_set(err, FV_ERR_INVALID_ARG, "fv_image_resize: no image");
-    if (width <= 0 || height <= 0)
-        return fv_error_set(err, FV_ERR_INVALID_ARG, "cannot resize to %dx%d", width, height);
     /* One resize reads each source row once: no interleaved copy of the
      * whole image, each block of rows is interleaved when the pass needs it. */
-    struct fv_resampler direct = {src, NULL};
+    const struct fv_resampler direct = {src, 0, 0, src->width, src->height, NULL};
     return fv_resampler_resize(&direct, width, height, out, err);
-}
-
-/* The pixel at (x, y) of src, or black outside it. */
-static inline const uint8_t *pixel_or_black(const struct fv_image *src, int x, int y)
-{
-    static const uint8_t black[3];
-    return x >= 0 && y >= 0 && x < src->width && y < src->height ? fv_image_pixel_at(src, x, y)
-                                                                  : black;
 }
 
 enum fv_status fv_image_resize_region(const struct fv_image *src, int x, int y, int w, int h,
@@ -524,82 +550,33 @@ enum fv_status fv_image_resize_region(const struct fv_image *src, int x, int y, 
 {
     if (!fv_image_is_valid(src) || !fv_image_is_valid(dst) || w < 1 || h < 1)
         return fv_error_set(err, FV_ERR_INVALID_ARG, "fv_image_resize_region: empty image");
-    const int width = dst->width, height = dst->height;
-    const bool need_horizontal = width != w, need_vertical = height != h;
-    struct resample_weights horizontal = {0}, vertical = {0};
-    uint8_t *temp = NULL;
-    int32_t *acc = NULL;
-    if ((need_horizontal && !resample_weights_init(&horizontal, w, width)) ||
-        (need_vertical && !resample_weights_init(&vertical, h, height)))
-        goto fail;
-    /* The horizontal pass (or a plain copy) for the rows the vertical one reads. */
-    int first = need_vertical ? vertical.first[0] : 0;
-    int last = need_vertical ? vertical.first[height - 1] + vertical.count[height - 1] : h;
-    const size_t stride = (size_t)width * 3;
-    if (!(temp = malloc((size_t)(last - first) * stride)) ||
-        !(acc = malloc(stride * sizeof *acc)))
-        goto fail;
-    for (int r = first; r < last; r++) {
-        uint8_t *out = temp + (size_t)(r - first) * stride;
-        if (!need_horizontal) {
-            for (int c = 0; c < width; c++)
-                memcpy(out + 3 * c, pixel_or_black(src, x + c, y + r), 3);
-            continue;
-        }
-        for (int c = 0; c < width; c++) {
-            const int32_t *weight = horizontal.weight + (size_t)c * (size_t)horizontal.taps;
-            int32_t sum[3] = {1 << (RESAMPLE_PRECISION_BITS - 1), 1 << (RESAMPLE_PRECISION_BITS - 1),
-                              1 << (RESAMPLE_PRECISION_BITS - 1)};
-            for (int k = 0; k < horizontal.count[c]; k++) {
-                const uint8_t *p = pixel_or_black(src, x + horizontal.first[c] + k, y + r);
-                sum[0] += p[0] * weight[k];
-                sum[1] += p[1] * weight[k];
-                sum[2] += p[2] * weight[k];
-            }
-            out[3 * c] = resample_round(sum[0]);
-            out[3 * c + 1] = resample_round(sum[1]);
-            out[3 * c + 2] = resample_round(sum[2]);
-        }
+    if (w != dst->width) {
+        const struct fv_resampler region = {src, x, y, w, h, NULL};
+        return resample_into(&region, dst, err);
     }
-    for (int r = 0; r < height; r++) {
-        uint8_t *out = fv_image_pixel_at(dst, 0, r);
-        if (!need_vertical) {
-            memcpy(out, temp + (size_t)r * stride, stride);
-            continue;
-        }
-        const int32_t *weight = vertical.weight + (size_t)r * (size_t)vertical.taps;
-        const uint8_t *column = temp + (size_t)(vertical.first[r] - first) * stride;
-        for (size_t i = 0; i < stride; i++)
-            acc[i] = 1 << (RESAMPLE_PRECISION_BITS - 1);
-        for (int k = 0; k < vertical.count[r]; k++)
-            for (size_t i = 0; i < stride; i++)
-                acc[i] += column[(size_t)k * stride + i] * weight[k];
-        for (size_t i = 0; i < stride; i++)
-            out[i] = resample_round(acc[i]);
-    }
-    resample_weights_free(&horizontal);
-    resample_weights_free(&vertical);
-    free(temp);
-    free(acc);
-    return FV_OK;
-
-fail:
-    resample_weights_free(&horizontal);
-    resample_weights_free(&vertical);
-    free(temp);
-    free(acc);
-    return fv_error_set(err, FV_ERR_NOMEM, "out of memory resizing a %dx%d region", w, h);
+    /* No horizontal pass: the vertical one reads a copy of the region. */
+    struct fv_image *crop = fv_image_crop(src, x, y, w, h), *out = NULL;
+    if (!crop)
+        return fv_error_set(err, FV_ERR_NOMEM, "out of memory resizing a %dx%d region", w, h);
+    enum fv_status st = fv_image_resize(crop, dst->width, dst->height, &out, err);
+    fv_image_free(crop);
+    if (st == FV_OK)
+        memcpy(dst->rgb, out->rgb, fv_image_byte_count(dst));
+    fv_image_free(out);
+    return st;
 }
 
 typedef uint16_t v16u16 __attribute__((vector_size(32)));
 typedef uint8_t v16u8_unaligned __attribute__((vector_size(16), aligned(1)));
 
-struct fv_image *fv_image_reduce(const struct fv_image *src, int k)
+/* The w × h region of src at (x, y), inside it, averaged over k × k blocks. */
+static struct fv_image *reduce_inside(const struct fv_image *src, int x0, int y0, int width,
+                                      int height, int k)
 {
-    if (!src || k < 1 || k > 256 || src->width < 1 || src->height < 1)
-        return NULL;
-    int w = (src->width + k - 1) / k, h = (src->height + k - 1) / k;
-    size_t row_values = (size_t)src->width * 3, vectors = (row_values + 15) / 16;
+    int w = (width + k - 1) / k, h = (height + k - 1) / k;
+    size_t row_values = (size_t)width * 3, vectors = (row_values + 15) / 16;
+    const size_t stride = (size_t)src->width * 3;
+    const uint8_t *origin = src->rgb + (size_t)y0 * stride + (size_t)x0 * 3;
     struct fv_image *dst = fv_image_new(w, h);
     /* Sums down a block of rows: at most 256 × 255, so 16 bits suffice. */
     v16u16 *column = aligned_alloc(32, vectors * sizeof *column);
@@ -610,10 +587,10 @@ struct fv_image *fv_image_reduce(const struct fv_image *src, int k)
     }
     const uint16_t *sums = (const uint16_t *)column;
     for (int by = 0; by < h; by++) {
-        int y0 = by * k, y1 = y0 + k < src->height ? y0 + k : src->height;
+        int r0 = by * k, r1 = r0 + k < height ? r0 + k : height;
         memset(column, 0, vectors * sizeof *column);
-        for (int y = y0; y < y1; y++) {
-            const uint8_t *row = src->rgb + (size_t)y * row_values;
+        for (int y = r0; y < r1; y++) {
+            const uint8_t *row = origin + (size_t)y * stride;
             size_t v = 0;
             for (; (v + 1) * 16 <= row_values; v++)
                 column[v] += __builtin_convertvector(*(const v16u8_unaligned *)(row + 16 * v),
@@ -625,16 +602,16 @@ struct fv_image *fv_image_reduce(const struct fv_image *src, int k)
         uint32_t n = 0;
         uint64_t inverse = 0;
         for (int bx = 0; bx < w; bx++) {
-            int x0 = bx * k, x1 = x0 + k < src->width ? x0 + k : src->width;
+            int c0 = bx * k, c1 = c0 + k < width ? c0 + k : width;
             uint32_t r = 0, g = 0, b = 0;
-            if (n != (uint32_t)((x1 - x0) * (y1 - y0))) {
+            if (n != (uint32_t)((c1 - c0) * (r1 - r0))) {
                 /* (v + n / 2) / n without a division: v < 256 n and n <= 2^16, so
                  * with inverse = ceil(2^40 / n) the product's error stays below
                  * one step of the quotient. */
-                n = (uint32_t)((x1 - x0) * (y1 - y0));
+                n = (uint32_t)((c1 - c0) * (r1 - r0));
                 inverse = ((UINT64_C(1) << 40) + n - 1) / n;
             }
-            for (const uint16_t *p = sums + 3 * x0, *end = sums + 3 * x1; p < end; p += 3)
+            for (const uint16_t *p = sums + 3 * c0, *end = sums + 3 * c1; p < end; p += 3)
                 r += p[0], g += p[1], b += p[2];
             out[3 * bx] = (uint8_t)(((r + n / 2) * inverse) >> 40);
             out[3 * bx + 1] = (uint8_t)(((g + n / 2) * inverse) >> 40);
@@ -643,4 +620,24 @@ struct fv_image *fv_image_reduce(const struct fv_image *src, int k)
     }
     free(column);
     return dst;
+}
+
+struct fv_image *fv_image_reduce(const struct fv_image *src, int k)
+{
+    if (!src || k < 1 || k > 256 || src->width < 1 || src->height < 1)
+        return NULL;
+    return reduce_inside(src, 0, 0, src->width, src->height, k);
+}
+
+struct fv_image *fv_image_reduce_region(const struct fv_image *src, int x, int y, int w, int h,
+                                        int k)
+{
+    if (!src || k < 1 || k > 256 || src->width < 1 || src->height < 1 || w < 1 || h < 1)
+        return NULL;
+    if (x >= 0 && y >= 0 && x <= src->width - w && y <= src->height - h)
+        return reduce_inside(src, x, y, w, h, k);
+    struct fv_image *crop = fv_image_crop(src, x, y, w, h);
+    struct fv_image *out = crop ? reduce_inside(crop, 0, 0, w, h, k) : NULL;
+    fv_image_free(crop);
+    return out;
 }

@@ -372,6 +372,67 @@ enum fv_status fv_image_source_read(struct fv_image_source *s, float min_scale, 
     return st ? st : crop_part(part, x, y, w, h, out, window, err);
 }
 
+enum fv_status fv_image_source_resample(struct fv_image_source *s, float min_scale, double x,
+                                        double y, double w, double h, struct fv_image *dst,
+                                        struct fv_error *err)
+{
+    if (!(w >= 1 && h >= 1 && fabs(x) < 1e9 && fabs(y) < 1e9 && w < 1e9 && h < 1e9))
+        return fv_error_set(err, FV_ERR_INVALID_ARG, "bad region %gx%g", w, h);
+    /* The full-size pixels the rectangle touches, and one more around. */
+    int rx = (int)floor(x) - 1, ry = (int)floor(y) - 1;
+    int rw = (int)ceil(x + w) + 1 - rx, rh = (int)ceil(y + h) + 1 - ry;
+    if (!clamp_rect(&s->info, &rx, &ry, &rw, &rh))
+        return fv_error_set(err, FV_ERR_INVALID_ARG, "region lies outside the image");
+    /* The pixels read: the part's, as stored, or the whole image upright. */
+    const struct fv_image *from = s->full;
+    double f = 1.0;
+    int orientation = 1;
+    int64_t sw = s->info.width, sh = s->info.height, px = 0, py = 0;
+    if (s->lazy) {
+        const part_t *part;
+        enum fv_status st = covering_part(s, dct_scale(fmin(1.0, min_scale)), rx, ry, rw, rh,
+                                          &part, err);
+        if (st)
+            return st;
+        from = part->img;
+        f = part->scale_eighths / 8.0;
+        orientation = part->orientation;
+        sw = part->scaled_width, sh = part->scaled_height, px = part->x, py = part->y;
+    }
+    /* The rectangle in upright pixels at that scale, then in stored ones. */
+    int64_t x0 = lround(x * f), y0 = lround(y * f);
+    int64_t x1 = x0 + (int64_t)fmax(1, lround(w * f)), y1 = y0 + (int64_t)fmax(1, lround(h * f));
+    int shorter = (int)fmin(x1 - x0, y1 - y0);
+    fv_orient_upright_to_stored(orientation, sw, sh, &x0, &x1, &y0, &y1);
+    x0 -= px, x1 -= px, y0 -= py, y1 -= py;
+    int k = shorter / (2 * (dst->width < dst->height ? dst->width : dst->height));
+    k = k > 256 ? 256 : k;
+    struct fv_image *small = NULL;
+    enum fv_status st = FV_OK;
+    if (k >= 2) {
+        /* Finer pixels than needed: block averages, upright, then the filter. */
+        small = fv_image_reduce_region(from, (int)x0, (int)y0, (int)(x1 - x0), (int)(y1 - y0), k);
+        if (!small)
+            return fv_error_set(err, FV_ERR_NOMEM, "out of memory reading an image region");
+        if ((st = fv_image_orient(&small, orientation, err)) == FV_OK)
+            st = fv_image_resize_region(small, 0, 0, small->width, small->height, dst, err);
+    } else if (orientation == 1) {
+        return fv_image_resize_region(from, (int)x0, (int)y0, (int)(x1 - x0), (int)(y1 - y0), dst,
+                                      err);
+    } else {
+        bool turned = orientation >= 5;
+        small = fv_image_new(turned ? dst->height : dst->width, turned ? dst->width : dst->height);
+        if (!small)
+            return fv_error_set(err, FV_ERR_NOMEM, "out of memory reading an image region");
+        if ((st = fv_image_resize_region(from, (int)x0, (int)y0, (int)(x1 - x0), (int)(y1 - y0),
+                                         small, err)) == FV_OK &&
+            (st = fv_image_orient(&small, orientation, err)) == FV_OK)
+            memcpy(dst->rgb, small->rgb, fv_image_byte_count(dst));
+    }
+    fv_image_free(small);
+    return st;
+}
+
 /* from resampled to width x height, averaging k x k blocks first when
  * shrinking by 2k or more, so that the filter after it shrinks by 2 to 4
  * (PIL's reducing_gap of 2; a gap of 1, block averaging down to less than

@@ -13,6 +13,7 @@
 #include <png.h>
 
 #include "pipeline/image.h"
+#include "pipeline/image_internal.h"
 #include "tests/leak_check.h"
 
 LEAK_CHECKED_SUITE(image);
@@ -1501,6 +1502,50 @@ Test(image, reduce_matches_plain_block_averages)
         fv_image_free(got);
     }
     cr_expect_null(fv_image_reduce(NULL, 2));
+}
+
+/* A region resampled in place is the region cropped (black outside the
+ * image) and resampled; block averages of a region likewise. */
+Test(image, regions_match_crop_then_resize_or_reduce)
+{
+    struct fv_image *src = random_image(97, 61, 7);
+    const int rects[][4] = {{10, 5, 40, 30}, {-7, -3, 33, 29}, {80, 50, 45, 20},
+                            {-20, 10, 140, 20}, {200, 200, 9, 9}, {3, 4, 24, 50}};
+    const int sizes[][2] = {{24, 24}, {48, 48}, {13, 7}};
+    for (size_t r = 0; r < sizeof rects / sizeof *rects; r++) {
+        const int *q = rects[r];
+        struct fv_image *crop = fv_image_crop(src, q[0], q[1], q[2], q[3]);
+        for (size_t z = 0; z < sizeof sizes / sizeof *sizes; z++) {
+            struct fv_image *want = resize_ok(crop, sizes[z][0], sizes[z][1]);
+            struct fv_image *got = fv_image_new(sizes[z][0], sizes[z][1]);
+            struct fv_error err = {0};
+            cr_assert_eq(fv_image_resize_region(src, q[0], q[1], q[2], q[3], got, &err), FV_OK,
+                         "%s", err.message);
+            cr_expect_eq(memcmp(got->rgb, want->rgb, fv_image_byte_count(got)), 0,
+                         "region (%d, %d, %d, %d) to %dx%d differs from crop + resize", q[0],
+                         q[1], q[2], q[3], sizes[z][0], sizes[z][1]);
+            fv_image_free(want);
+            fv_image_free(got);
+        }
+        for (int k = 1; k <= 5; k += 2) {
+            struct fv_image *want = fv_image_reduce(crop, k);
+            struct fv_image *got = fv_image_reduce_region(src, q[0], q[1], q[2], q[3], k);
+            cr_assert_not_null(got);
+            cr_expect(got->width == want->width && got->height == want->height &&
+                          memcmp(got->rgb, want->rgb, fv_image_byte_count(got)) == 0,
+                      "region (%d, %d, %d, %d) reduced by %d differs from crop + reduce", q[0],
+                      q[1], q[2], q[3], k);
+            fv_image_free(want);
+            fv_image_free(got);
+        }
+        fv_image_free(crop);
+    }
+    struct fv_image *dst = fv_image_new(4, 4);
+    struct fv_error err = {0};
+    cr_expect_eq(fv_image_resize_region(src, 0, 0, 0, 5, dst, &err), FV_ERR_INVALID_ARG);
+    cr_expect_null(fv_image_reduce_region(src, 0, 0, 5, 0, 2));
+    fv_image_free(dst);
+    fv_image_free(src);
 }
 
 Test(image, resize_same_size_copies_and_bad_size_fails)

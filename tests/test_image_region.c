@@ -539,6 +539,50 @@ static struct fv_image *source_read(struct fv_image_source *src, float scale, in
     return part;
 }
 
+/* fv_image_source_resample around the marker, straight from the stored part,
+ * against the whole decode cropped and resampled upright: the same pixels for
+ * an upright baseline JPEG, within rounding (the passes run in the other order
+ * or the blocks start at another corner) for the other orientations. */
+static void check_resample(struct fv_image_source *src, const struct fv_image *whole,
+                           int orientation, bool progressive)
+{
+    const struct {
+        double x, y, w, h;
+        int size;
+    } rects[] = {{1476.3, 574.8, 51.0, 57.4, 24},   /* k = 1: the filter only */
+                 {1402.0, 520.0, 199.5, 180.2, 24}, /* k = 3: block averages first */
+                 {1480.0, 590.0, 40.0, 40.0, 48}};  /* enlarged */
+    for (size_t r = 0; r < sizeof rects / sizeof *rects; r++) {
+        struct fv_image *got = fv_image_new(rects[r].size, rects[r].size), *want;
+        struct fv_error err = {0};
+        cr_assert_eq(fv_image_source_resample(src, 1.0f, rects[r].x, rects[r].y, rects[r].w,
+                                              rects[r].h, got, &err),
+                     FV_OK, "%s", err.message);
+        int x = (int)lround(rects[r].x), y = (int)lround(rects[r].y);
+        int w = (int)lround(rects[r].w), h = (int)lround(rects[r].h);
+        int k = (w < h ? w : h) / (2 * rects[r].size);
+        struct fv_image *from = k >= 2 ? fv_image_reduce_region(whole, x, y, w, h, k) : NULL;
+        want = fv_image_new(rects[r].size, rects[r].size);
+        if (from)
+            cr_assert_eq(fv_image_resize_region(from, 0, 0, from->width, from->height, want,
+                                                &err), FV_OK);
+        else
+            cr_assert_eq(fv_image_resize_region(whole, x, y, w, h, want, &err), FV_OK);
+        struct fv_image_window origin = {1, 0, 0};
+        double difference = mean_difference(got, &origin, want);
+        if (orientation == 1 && !progressive)
+            cr_expect_eq(difference, 0, "rectangle %zu: differs by %f from the whole decode's",
+                         r, difference);
+        else
+            cr_expect_lt(difference, progressive ? 2.0 : 1.5,
+                         "orientation %d, rectangle %zu: differs by %f from the whole decode's",
+                         orientation, r, difference);
+        fv_image_free(from);
+        fv_image_free(got);
+        fv_image_free(want);
+    }
+}
+
 /* A JPEG above the size sources decode in parts (4 megapixels), in every
  * orientation, baseline and progressive: reads at full size are the whole
  * decode's pixels, reads at 1/4 put the marker where it is, and the reduced
@@ -592,6 +636,7 @@ static void check_sources(bool progressive)
                   orientation, cx, cy, s.mx, s.my);
         fv_image_free(part);
         fv_image_free(plain_part);
+        check_resample(src, whole, orientation, progressive);
         fv_image_free(copy);
         fv_image_free(reference);
         fv_image_source_free(src);
