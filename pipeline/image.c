@@ -5,11 +5,14 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "pipeline/image_internal.h"
 
 #define DEFAULT_MAX_BYTES ((size_t)20 * 1024 * 1024)
 #define DEFAULT_MAX_PIXELS ((uint64_t)40000000)
+/* Pixels of images this large are asked for in huge pages (see fv_image_new). */
+#define HUGE_PAGE_BYTES ((uint64_t)2 << 20)
 
 void fv_image_default_limits(struct fv_image_limits *limits)
 {
@@ -32,6 +35,18 @@ struct fv_image *fv_image_new(int width, int height)
         free(img);
         return NULL;
     }
+#ifdef MADV_HUGEPAGE
+    if (bytes >= 2 * HUGE_PAGE_BYTES) {
+        /* A decoded photo is mapped afresh for each request (freed memory goes
+         * back to the system) and crops read it in scattered rows: 2 MiB pages
+         * fault 512 times less often and miss the TLB less (where the kernel
+         * has transparent huge pages on madvise; a hint, nothing if refused). */
+        uintptr_t page = 4096, start = ((uintptr_t)img->rgb + page - 1) & ~(page - 1);
+        uintptr_t end = ((uintptr_t)img->rgb + (size_t)bytes) & ~(page - 1);
+        if (end > start)
+            (void)madvise((void *)start, end - start, MADV_HUGEPAGE);
+    }
+#endif
     img->width = width;
     img->height = height;
     return img;
