@@ -340,21 +340,35 @@ static void interleave_rows(const struct fv_resampler *rs, int y0, uint8_t *bloc
             block[(size_t)i * RESAMPLE_ROWS + lane] = rows[lane][i];
 }
 
-/* The horizontal pass for dst rows [0, dst->height), which read src rows
- * row_offset.. Eight rows at a time from the interleaved copy: each tap is one
- * vector multiply-add per channel for all eight rows (they share the weights).
- * The sums are integers, so the result is PIL's exactly whatever the order.
- * staged holds dst->width * 24 bytes, spare one row of dst and, when rs has no
- * interleaved copy, one block of the region after it (and eight rows more
- * when the region reaches outside src). */
-static void resample_horizontal_rows(const struct fv_resampler *rs, struct fv_image *dst,
-                                            int row_offset, const struct resample_weights *w,
-                                            uint8_t *staged, uint8_t *spare)
+/* Where a pass keeps source row y (of rows [first, last)): row y - first of
+ * img, or with a ring, row (y - first) % img->height, when img holds only the
+ * last few rows the vertical pass still reads. */
+struct row_store {
+    struct fv_image *img;
+    int first, last;
+    bool ring;
+};
+
+static uint8_t *stored_row(const struct row_store *to, int y)
+{
+    int r = y - to->first;
+    return fv_image_pixel_at(to->img, 0, to->ring ? r % to->img->height : r);
+}
+
+/* The horizontal pass for blocks [yb0, yb1) of eight rows of the region,
+ * kept in `to` (rows outside [to->first, to->last) are dropped). Eight rows at
+ * a time from the interleaved copy: each tap is one vector multiply-add per
+ * channel for all eight rows (they share the weights). The sums are integers,
+ * so the result is PIL's exactly whatever the order. staged and spare come
+ * from horizontal_buffers. */
+static void horizontal_blocks(const struct fv_resampler *rs, const struct row_store *to, int yb0,
+                              int yb1, const struct resample_weights *w, uint8_t *staged,
+                              uint8_t *spare)
 {
     const size_t block_bytes = (size_t)rs->w * 3 * RESAMPLE_ROWS;
-    const int out_w = dst->width, first = row_offset, last = row_offset + dst->height;
+    const int out_w = to->img->width, first = to->first, last = to->last;
     const int use_avx2 = resample_avx2();
-    for (int yb = first / RESAMPLE_ROWS; yb * RESAMPLE_ROWS < last; yb++) {
+    for (int yb = yb0; yb < yb1; yb++) {
         const uint8_t *block;
         if (rs->rows) {
             block = rs->rows + (size_t)yb * block_bytes;
@@ -371,7 +385,7 @@ static void resample_horizontal_rows(const struct fv_resampler *rs, struct fv_im
         uint8_t *rows[RESAMPLE_ROWS];
         for (int lane = 0; lane < RESAMPLE_ROWS; lane++) {
             int y = yb * RESAMPLE_ROWS + lane;
-            rows[lane] = y >= first && y < last ? fv_image_pixel_at(dst, 0, y - row_offset) : spare;
+            rows[lane] = y >= first && y < last ? stored_row(to, y) : spare;
         }
         const int bytes = out_w * 3, b8 = bytes & ~7;
         for (int i0 = 0; i0 < b8; i0 += 8) {
@@ -389,45 +403,39 @@ static void resample_horizontal_rows(const struct fv_resampler *rs, struct fv_im
     }
 }
 
-/* As above with the buffer allocated here; false when out of memory. */
-static bool resample_horizontal(const struct fv_resampler *rs, struct fv_image *dst,
-                                int row_offset, const struct resample_weights *w)
+/* The buffers horizontal_blocks needs for out_w wide rows: staged, a spare
+ * row and, without an interleaved copy, one block of the region and the
+ * scratch rows interleave_rows may need. */
+static uint8_t *horizontal_buffers(const struct fv_resampler *rs, int out_w, uint8_t **spare)
 {
-    /* staged, a spare row and, without an interleaved copy, one block of it
-     * and the scratch rows interleave_rows may need */
     size_t block = rs->rows ? 0 : (size_t)rs->w * 3 * RESAMPLE_ROWS * (region_inside(rs) ? 1 : 2);
-    uint8_t *staged = malloc((size_t)dst->width * 3 * (RESAMPLE_ROWS + 1) + block);
-    if (staged)
-        resample_horizontal_rows(rs, dst, row_offset, w, staged,
-                                 staged + (size_t)dst->width * 3 * RESAMPLE_ROWS);
-    free(staged);
-    return staged != NULL;
+    uint8_t *staged = malloc((size_t)out_w * 3 * (RESAMPLE_ROWS + 1) + block);
+    *spare = staged ? staged + (size_t)out_w * 3 * RESAMPLE_ROWS : NULL;
+    return staged;
 }
 
-/* dst row y reads src rows first[y] - row_offset.. A whole row accumulates tap by
- * tap in acc (stride values), which keeps the inner loop contiguous. */
-static void resample_vertical(const struct fv_image *src, struct fv_image *dst,
-                              int row_offset, const struct resample_weights *w, int32_t *acc)
+/* Row y of dst from the source rows first[y].. kept in `from`. A whole row
+ * accumulates tap by tap in acc (width · 3 values), which keeps the inner loop
+ * contiguous. */
+static void vertical_row(const struct row_store *from, struct fv_image *dst, int y,
+                         const struct resample_weights *w, int32_t *acc)
 {
-    const size_t stride = (size_t)src->width * 3;
+    const size_t stride = (size_t)dst->width * 3;
     /* the first `vec` values of a row go through AVX2, the rest one by one */
     const size_t vec = resample_avx2() ? stride & ~(size_t)7 : 0;
-    for (int y = 0; y < dst->height; y++) {
-        const int32_t *weight = w->weight + (size_t)y * (size_t)w->taps;
-        const uint8_t *column = fv_image_pixel_at(src, 0, w->first[y] - row_offset);
-        uint8_t *out = fv_image_pixel_at(dst, 0, y);
-        for (size_t i = 0; i < stride; i++)
-            acc[i] = 1 << (RESAMPLE_PRECISION_BITS - 1);
-        for (int k = 0; k < w->count[y]; k++) {
-            const uint8_t *p = column + (size_t)k * stride;
-            column_mac_avx2(acc, p, vec, weight[k]);
-            for (size_t i = vec; i < stride; i++)
-                acc[i] += (int32_t)p[i] * weight[k];
-        }
-        column_round_avx2(acc, out, vec);
+    const int32_t *weight = w->weight + (size_t)y * (size_t)w->taps;
+    uint8_t *out = fv_image_pixel_at(dst, 0, y);
+    for (size_t i = 0; i < stride; i++)
+        acc[i] = 1 << (RESAMPLE_PRECISION_BITS - 1);
+    for (int k = 0; k < w->count[y]; k++) {
+        const uint8_t *p = stored_row(from, w->first[y] + k);
+        column_mac_avx2(acc, p, vec, weight[k]);
         for (size_t i = vec; i < stride; i++)
-            out[i] = resample_round(acc[i]);
+            acc[i] += (int32_t)p[i] * weight[k];
     }
+    column_round_avx2(acc, out, vec);
+    for (size_t i = vec; i < stride; i++)
+        out[i] = resample_round(acc[i]);
 }
 
 struct fv_resampler *fv_resampler_new(const struct fv_image *src)
@@ -465,6 +473,7 @@ static enum fv_status resample_into(const struct fv_resampler *rs, struct fv_ima
     struct resample_weights horizontal = {0}, vertical = {0};
     struct fv_image *temp = NULL;
     int32_t *acc = NULL;
+    uint8_t *staged = NULL, *spare = NULL;
     const int width = dst->width, height = dst->height;
     const bool need_horizontal = width != rs->w, need_vertical = height != rs->h;
     if (need_vertical && !resample_weights_init(&vertical, rs->h, height))
@@ -474,26 +483,46 @@ static enum fv_status resample_into(const struct fv_resampler *rs, struct fv_ima
     if (need_vertical && !(acc = malloc((size_t)width * 3 * sizeof *acc)))
         goto fail;
 
+    if (need_horizontal && !(staged = horizontal_buffers(rs, width, &spare)))
+        goto fail;
+
     if (need_horizontal && need_vertical) {
-        /* only the source rows the vertical pass will read */
+        /* Only the source rows the vertical pass reads, block by block as it
+         * needs them, in a ring of the last rows when there are many (a few
+         * rows that stay in cache rather than the whole image filtered
+         * horizontally): each output row needs rows up to first + count, the
+         * oldest it reads is at most taps + 7 rows behind the newest block. */
         int first = vertical.first[0];
         int last = vertical.first[height - 1] + vertical.count[height - 1];
-        temp = fv_image_new(width, last - first);
+        int ring = vertical.taps + 2 * RESAMPLE_ROWS;
+        temp = fv_image_new(width, last - first > ring ? ring : last - first);
         if (!temp)
             goto fail;
-        if (!resample_horizontal(rs, temp, first, &horizontal))
-            goto fail;
-        resample_vertical(temp, dst, first, &vertical, acc);
+        const struct row_store rows = {temp, first, last, last - first > ring};
+        int yb = first / RESAMPLE_ROWS;
+        for (int y = 0; y < height; y++) {
+            int need = vertical.first[y] + vertical.count[y];
+            int upto = (need + RESAMPLE_ROWS - 1) / RESAMPLE_ROWS;
+            if (yb < upto) {
+                horizontal_blocks(rs, &rows, yb, upto, &horizontal, staged, spare);
+                yb = upto;
+            }
+            vertical_row(&rows, dst, y, &vertical, acc);
+        }
     } else if (need_horizontal) {
-        if (!resample_horizontal(rs, dst, 0, &horizontal))
-            goto fail;
+        const struct row_store rows = {dst, 0, height, false};
+        horizontal_blocks(rs, &rows, 0, (height + RESAMPLE_ROWS - 1) / RESAMPLE_ROWS, &horizontal,
+                          staged, spare);
     } else {
-        resample_vertical(rs->src, dst, 0, &vertical, acc);
+        const struct row_store rows = {(struct fv_image *)rs->src, 0, rs->h, false};
+        for (int y = 0; y < height; y++)
+            vertical_row(&rows, dst, y, &vertical, acc);
     }
     resample_weights_free(&horizontal);
     resample_weights_free(&vertical);
     fv_image_free(temp);
     free(acc);
+    free(staged);
     return FV_OK;
 
 fail: /* every failure here is an allocation */
@@ -501,6 +530,7 @@ fail: /* every failure here is an allocation */
     resample_weights_free(&vertical);
     fv_image_free(temp);
     free(acc);
+    free(staged);
     return fv_error_set(err, FV_ERR_NOMEM, "out of memory resizing %dx%d to %dx%d", rs->w, rs->h,
                         width, height);
 }
