@@ -20,6 +20,37 @@ void fv_image_default_limits(struct fv_image_limits *limits)
     limits->max_pixels = DEFAULT_MAX_PIXELS;
 }
 
+/* Pixels of a large image: mapped afresh (zero), on a 2 MiB boundary and
+ * asked for in huge pages, so that a decoded photo faults 512 times less
+ * often and crops reading it in scattered rows miss the TLB less (where the
+ * kernel has transparent huge pages on madvise; only a hint). NULL for a
+ * small image or when mapping fails: then malloc'd. */
+static uint8_t *map_pixels(size_t bytes, size_t *mapped)
+{
+    *mapped = 0;
+#ifdef MADV_HUGEPAGE
+    const size_t huge = (size_t)HUGE_PAGE_BYTES;
+    if (bytes < 2 * huge || bytes > SIZE_MAX - 2 * huge)
+        return NULL;
+    size_t length = (bytes + huge - 1) & ~(huge - 1);
+    uint8_t *base = mmap(NULL, length + huge, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED)
+        return NULL;
+    uint8_t *start = (uint8_t *)(((uintptr_t)base + huge - 1) & ~(uintptr_t)(huge - 1));
+    if (start > base)
+        munmap(base, (size_t)(start - base));
+    if (base + huge > start)
+        munmap(start + length, (size_t)(base + huge - start));
+    (void)madvise(start, length, MADV_HUGEPAGE);
+    *mapped = length;
+    return start;
+#else
+    (void)bytes;
+    return NULL;
+#endif
+}
+
 struct fv_image *fv_image_new(int width, int height)
 {
     if (width <= 0 || height <= 0)
@@ -30,23 +61,13 @@ struct fv_image *fv_image_new(int width, int height)
     struct fv_image *img = calloc(1, sizeof *img);
     if (!img)
         return NULL;
-    img->rgb = calloc(1, (size_t)bytes);
+    img->rgb = map_pixels((size_t)bytes, &img->mapped);
+    if (!img->rgb)
+        img->rgb = calloc(1, (size_t)bytes);
     if (!img->rgb) {
         free(img);
         return NULL;
     }
-#ifdef MADV_HUGEPAGE
-    if (bytes >= 2 * HUGE_PAGE_BYTES) {
-        /* A decoded photo is mapped afresh for each request (freed memory goes
-         * back to the system) and crops read it in scattered rows: 2 MiB pages
-         * fault 512 times less often and miss the TLB less (where the kernel
-         * has transparent huge pages on madvise; a hint, nothing if refused). */
-        uintptr_t page = 4096, start = ((uintptr_t)img->rgb + page - 1) & ~(page - 1);
-        uintptr_t end = ((uintptr_t)img->rgb + (size_t)bytes) & ~(page - 1);
-        if (end > start)
-            (void)madvise((void *)start, end - start, MADV_HUGEPAGE);
-    }
-#endif
     img->width = width;
     img->height = height;
     return img;
@@ -56,7 +77,10 @@ void fv_image_free(struct fv_image *img)
 {
     if (!img)
         return;
-    free(img->rgb);
+    if (img->mapped)
+        munmap(img->rgb, img->mapped);
+    else
+        free(img->rgb);
     free(img);
 }
 

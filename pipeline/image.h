@@ -28,6 +28,7 @@
 struct fv_image {
     int width, height;
     uint8_t *rgb;
+    size_t mapped; /* bytes mapped for rgb (a large image), 0 when malloc'd */
 };
 
 /* Bounds for decoding untrusted images; 0 in a field means "no limit". */
