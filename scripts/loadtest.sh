@@ -112,47 +112,6 @@ if [ "$code" != 200 ]; then
 fi
 echo "loadtest: first /v1/verify: $(cut -c 1-160 "$work/first.json")..."
 
-cat >"$work/verify.lua" <<'EOF'
--- POST the JSON body named by the first script argument; count non-2xx answers.
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-
-local threads = {}
-
-function setup(thread)
-    table.insert(threads, thread)
-end
-
-function init(args)
-    local f = assert(io.open(args[1], "rb"))
-    wrk.body = f:read("*a")
-    f:close()
-    non2xx = 0
-    answers = 0
-end
-
-function response(status, headers, body)
-    answers = answers + 1
-    if status < 200 or status > 299 then
-        non2xx = non2xx + 1
-    end
-end
-
-function done(summary, latency, requests)
-    local bad, total = 0, 0
-    for _, t in ipairs(threads) do
-        bad = bad + t:get("non2xx")
-        total = total + t:get("answers")
-    end
-    local e = summary.errors
-    local socket = e.connect + e.read + e.write + e.timeout
-    io.write(string.format("RESULT requests_per_s=%.1f p50_ms=%.1f p99_ms=%.1f "
-        .. "requests=%d non2xx=%d socket_errors=%d (connect %d, read %d, write %d, timeout %d)\n",
-        summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1e3,
-        latency:percentile(99) / 1e3, summary.requests, bad, socket,
-        e.connect, e.read, e.write, e.timeout))
-end
-EOF
 
 rss_kib() {
     sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB$/\1/p' "/proc/$server_pid/status" 2>/dev/null
@@ -171,7 +130,7 @@ sampler_pid=$!
 
 echo "loadtest: wrk -t$LOAD_THREADS -c$LOAD_CONNECTIONS -d${LOAD_SECONDS}s POST $url/v1/verify"
 wrk -t"$LOAD_THREADS" -c"$LOAD_CONNECTIONS" -d"${LOAD_SECONDS}s" --timeout 10s --latency \
-    -s "$work/verify.lua" "$url/v1/verify" -- "$work/verify.json" | tee "$work/wrk.txt"
+    -s tests/load/post_count.lua "$url/v1/verify" -- "$work/verify.json" | tee "$work/wrk.txt"
 kill "$sampler_pid" 2>/dev/null || true
 wait "$sampler_pid" 2>/dev/null || true
 sampler_pid=
