@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -987,6 +988,25 @@ static void plant_record(const char *path, const char *id)
     write_file(path, text, (size_t)n);
 }
 
+/* The status of a request sent byte for byte as given (libcurl would tidy "../"
+ * away before the server saw it). */
+static int raw_status(const struct server *s, const char *method, const char *path)
+{
+    char head[600], reply[256] = "";
+    snprintf(head, sizeof head,
+             "%s %s HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+             method, path);
+    int sock = harness_send_partial(s, head);
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof reply - 1 && (n = recv(sock, reply + got, sizeof reply - 1 - got, 0)) > 0)
+        got += (size_t)n;
+    close(sock);
+    int status = 0;
+    cr_assert_eq(sscanf(reply, "HTTP/1.1 %d", &status), 1, "no status line for %s", path);
+    return status;
+}
+
 Test(server_eval, replicas_refuse_hostile_ids_before_the_folder, .timeout = 90)
 {
     char root[] = "/tmp/facever-jobs-XXXXXX", dir[600], path[900];
@@ -1045,6 +1065,18 @@ Test(server_eval, replicas_refuse_hostile_ids_before_the_folder, .timeout = 90)
         cr_assert_str_eq(harness_error_code(&r, 404, NULL), "not_found", "POST %s: %s", path,
                          r.body);
         harness_resp_free(&r);
+    }
+    /* Literal dot segments, straight to the server. */
+    const char *dotted[] = {
+        "/v1/evaluations/../0123456789abcdef0123456789abcdef",
+        "/v1/evaluations/../0123456789abcdef0123456789abcdef/roc.svg",
+        "/v1/evaluations/0123456789abcdef0123456789abcdef/../../x",
+        "/v1/evaluations/./0123456789abcdef0123456789abcdef",
+    };
+    for (size_t i = 0; i < sizeof dotted / sizeof dotted[0]; i++) {
+        cr_assert_eq(raw_status(&s, "GET", dotted[i]), 404, "GET %s", dotted[i]);
+        snprintf(path, sizeof path, "%s/cancel", dotted[i]);
+        cr_assert_eq(raw_status(&s, "POST", path), 404, "POST %s", path);
     }
     cr_assert_eq(count_files(dir, ".cancel"), 0, "a cancel marker was written for a hostile id");
     cr_assert_eq(count_files(root, ".cancel"), 0);
