@@ -541,6 +541,7 @@ Test(server, openapi_lists_every_route, .timeout = 30)
         {"post", "/v1/evaluations"},
         {"get", "/v1/evaluations/{id}"},
         {"get", "/v1/evaluations/{id}/roc.svg"},
+        {"post", "/v1/evaluations/{id}/cancel"},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         const cJSON *op = cJSON_GetObjectItem(cJSON_GetObjectItem(paths, routes[i][1]), routes[i][0]);
