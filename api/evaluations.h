@@ -2,9 +2,9 @@
  *
  *   struct fv_evaluations_params p = fv_evaluations_default_params();
  *   p.data_root = "/srv/facever-data";         // NULL: inline evaluations only
+ *   p.jobs_dir = "/srv/facever-jobs";          // optional: shared by every replica
  *   struct fv_evaluations *ev;
  *   if (fv_evaluations_new(pipe, &p, &ev, &err)) ...   // starts the job thread
- *   p.jobs_dir = "/srv/facever-jobs";          // optional: shared by every replica
  *   ... the routes POST /v1/evaluations, GET /v1/evaluations/{id}[/roc.svg] and
  *       POST /v1/evaluations/{id}/cancel (fv_handle_evaluation_* in routes.h)
  *       reach it through fv_handler_env.evaluations ...
@@ -16,9 +16,9 @@
  * and an image folder below data_root (paths relative to it; absolute paths,
  * ".." and symlinks that leave the root are refused) or carries its pairs
  * inline as base64 images. Features come from fv_features_extract (files) or
- * the same per-image steps run here (inline) on `threads` threads of their own,
- * so the request workers are never borrowed; the default of 1 leaves the other
- * cores to live traffic. The protocol, report JSON and ROC SVG are those of
+ * fv_features_extract_blobs (inline) on `threads` threads of their own, so the
+ * request workers are never borrowed; the default of 1 leaves the other cores
+ * to live traffic. The protocol, report JSON and ROC SVG are those of
  * `facever eval`. The newest max_finished finished jobs are kept; older ones
  * are forgotten (their ids then answer 404). A client may cancel a waiting or
  * running job (it ends failed, code "cancelled").
