@@ -1,6 +1,7 @@
 /* base64.c - bounded base64 decoding of untrusted text. */
 #include "api/base64.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* 0..63 for alphabet characters, SKIP for whitespace, PAD for '=', BAD otherwise. */
@@ -97,4 +98,26 @@ size_t fv_base64_data_uri_offset(const char *s, size_t len)
         }
     }
     return (size_t)-1;
+}
+
+enum fv_status fv_base64_decode_alloc(const char *text, size_t len, uint8_t **out,
+                                      size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    size_t off = fv_base64_data_uri_offset(text, len);
+    if (off == (size_t)-1)
+        return FV_ERR_UNSUPPORTED;
+    size_t cap = fv_base64_decoded_max(len - off);
+    uint8_t *bytes = malloc(cap ? cap : 1);
+    if (!bytes)
+        return FV_ERR_NOMEM;
+    /* cap is an upper bound, so TOO_LARGE cannot happen: any failure is the text's. */
+    if (fv_base64_decode(text + off, len - off, bytes, cap, out_len) != FV_OK) {
+        free(bytes);
+        *out_len = 0;
+        return FV_ERR_FORMAT;
+    }
+    *out = bytes;
+    return FV_OK;
 }

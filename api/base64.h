@@ -1,5 +1,12 @@
 /* base64.h - bounded base64 decoding of untrusted text (RFC 4648).
  *
+ *   uint8_t *bytes;                        // an image sent as base64 or a data URI
+ *   size_t n;
+ *   if (fv_base64_decode_alloc(text, len, &bytes, &n) != FV_OK) ... // 400
+ *   ...
+ *   free(bytes);
+ *
+ * or, into a buffer of the caller's:
  *   size_t cap = fv_base64_decoded_max(len);
  *   uint8_t *bytes = malloc(cap ? cap : 1);
  *   size_t n;
@@ -31,5 +38,12 @@ enum fv_status fv_base64_decode(const char *in, size_t len, uint8_t *out, size_t
  * offset of the payload in s, 0 when s does not start with "data:", or
  * (size_t)-1 when it is a data URI that is not base64 encoded. */
 size_t fv_base64_data_uri_offset(const char *s, size_t len);
+
+/* Decodes len characters of text, plain base64 or a base64 data URI, into a
+ * malloc'd buffer: *out (the caller frees it) and *out_len. On failure *out is
+ * NULL: FV_ERR_UNSUPPORTED for a data URI that is not base64, FV_ERR_FORMAT for
+ * malformed base64, FV_ERR_NOMEM. */
+enum fv_status fv_base64_decode_alloc(const char *text, size_t len, uint8_t **out,
+                                      size_t *out_len);
 
 #endif

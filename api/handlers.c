@@ -7,7 +7,6 @@
 #include <strings.h>
 #include <time.h>
 
-#include "api/base64.h"
 #include "api/multipart.h"
 #include "api/routes.h"
 #include "pipeline/pipeline.h"
@@ -194,22 +193,9 @@ struct blob {
 
 static int blob_from_base64(const cJSON *v, const char *field, struct blob *b, struct fv_reply *r)
 {
-    if (!cJSON_IsString(v))
-        return fv_reply_error(r, 400, "invalid_field", field,
-                              "%s must be a base64 string", field);
-    const char *s = v->valuestring;
-    size_t len = strlen(s), off = fv_base64_data_uri_offset(s, len);
-    if (off == (size_t)-1)
-        return fv_reply_error(r, 400, "bad_base64", field,
-                              "%s is a data URI that is not base64", field);
-    size_t cap = fv_base64_decoded_max(len - off);
-    b->owned = malloc(cap ? cap : 1);
-    if (!b->owned)
-        return fv_reply_error(r, 500, "internal", NULL, "out of memory");
-    if (fv_base64_decode(s + off, len - off, b->owned, cap, &b->size))
-        return fv_reply_error(r, 400, "bad_base64", field, "%s is not valid base64", field);
+    int status = fv_api_image_from_json(v, field, &b->owned, &b->size, r);
     b->data = b->owned;
-    return 0;
+    return status;
 }
 
 /* 1 present, 0 absent, -status on error. */

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/base64.h"
+
 void fv_reply_clear(struct fv_reply *r)
 {
     if (!r)
@@ -96,6 +98,26 @@ int fv_reply_status_of(enum fv_status st, const char **code)
     default:
         *code = "internal";
         return 500;
+    }
+}
+
+int fv_api_image_from_json(const cJSON *v, const char *field, uint8_t **bytes, size_t *size,
+                           struct fv_reply *r)
+{
+    *bytes = NULL;
+    *size = 0;
+    if (!cJSON_IsString(v))
+        return fv_reply_error(r, 400, "invalid_field", field, "%s must be a base64 string", field);
+    switch (fv_base64_decode_alloc(v->valuestring, strlen(v->valuestring), bytes, size)) {
+    case FV_OK:
+        return 0;
+    case FV_ERR_UNSUPPORTED:
+        return fv_reply_error(r, 400, "bad_base64", field, "%s is a data URI that is not base64",
+                              field);
+    case FV_ERR_NOMEM:
+        return fv_reply_error(r, 500, "internal", NULL, "out of memory");
+    default:
+        return fv_reply_error(r, 400, "bad_base64", field, "%s is not valid base64", field);
     }
 }
 

@@ -18,6 +18,7 @@
 #define FV_REPLY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "model/status.h"
 #include "pipeline/detect.h"
@@ -51,6 +52,14 @@ int fv_reply_text(struct fv_reply *r, int status, const char *content_type, cons
  * to: FORMAT 400 "bad_image", UNSUPPORTED 415, TOO_LARGE 413, NO_FACE 422,
  * INVALID_ARG 422, NOMEM and the rest 500. */
 int fv_reply_status_of(enum fv_status st, const char **code);
+
+/* The encoded image in a JSON request field (v, named field in errors): a
+ * string of base64 or a base64 data URI. Returns 0 with *bytes (malloc'd, the
+ * caller frees it) and *size, or the HTTP status with the reply filled in and
+ * *bytes NULL: 400 invalid_field (not a string), 400 bad_base64, 500. Every
+ * route that takes images as JSON goes through here. */
+int fv_api_image_from_json(const struct cJSON *v, const char *field, uint8_t **bytes,
+                           size_t *size, struct fv_reply *r);
 
 /* {"box": [x1, y1, x2, y2], "score": s, "landmarks": {"left_eye": [x, y], ...}}:
  * the same shape `facever detect --json` prints. NULL when out of memory. */

@@ -10,6 +10,7 @@ const struct fv_route fv_routes[] = {
     {"POST", "/v1/detect", 0, FV_ROUTE_BODY | FV_ROUTE_WORKER, fv_handle_detect},
     {"POST", "/v1/evaluations", 0, FV_ROUTE_BODY | FV_ROUTE_WORKER, fv_handle_evaluation_new},
     {"GET", "/v1/evaluations/{id}", 1, 0, fv_handle_evaluation_get},
+    {"POST", "/v1/evaluations/{id}/cancel", 1, 0, fv_handle_evaluation_cancel},
     {"GET", "/v1/models", 0, 0, fv_handle_models},
     {"GET", "/healthz", 0, FV_ROUTE_OPEN, fv_handle_healthz},
     {"GET", "/readyz", 0, FV_ROUTE_OPEN, fv_handle_readyz},

@@ -81,12 +81,14 @@ void fv_handle_readyz(const struct fv_handler_env *env, const struct fv_request 
                       struct fv_reply *reply);
 void fv_handle_metrics(const struct fv_handler_env *env, const struct fv_request *req,
                        struct fv_reply *reply);
-/* POST /v1/evaluations; GET /v1/evaluations/{id} and /v1/evaluations/{id}/roc.svg
- * (evaluations.c). */
+/* POST /v1/evaluations; GET /v1/evaluations/{id} and /v1/evaluations/{id}/roc.svg;
+ * POST /v1/evaluations/{id}/cancel (evaluations.c). */
 void fv_handle_evaluation_new(const struct fv_handler_env *env, const struct fv_request *req,
                               struct fv_reply *reply);
 void fv_handle_evaluation_get(const struct fv_handler_env *env, const struct fv_request *req,
                               struct fv_reply *reply);
+void fv_handle_evaluation_cancel(const struct fv_handler_env *env, const struct fv_request *req,
+                                 struct fv_reply *reply);
 void fv_handle_openapi(const struct fv_handler_env *env, const struct fv_request *req,
                        struct fv_reply *reply);
 

@@ -99,6 +99,7 @@ void fv_server_default_config(struct fv_server_config *c)
     c->eval_queue = 4;
     c->eval_keep = 16;
     c->eval_max_pairs = 200;
+    c->jobs_lease_ms = 30000;
     c->access_log = stderr;
 }
 
@@ -559,6 +560,8 @@ enum fv_status fv_server_start(const struct fv_server_config *config, struct fv_
     ep.max_queued = config->eval_queue;
     ep.max_finished = config->eval_keep;
     ep.max_inline_pairs = config->eval_max_pairs;
+    ep.jobs_dir = config->jobs_dir;
+    ep.lease_ms = config->jobs_lease_ms;
     if ((st = fv_evaluations_new(config->pipeline, &ep, &s->evaluations, err)))
         goto fail;
 

@@ -15,10 +15,12 @@
  * `threads` worker threads, each owning its own fv_pipeline_worker (their
  * connections are suspended meanwhile, so the pool stays responsive). A
  * request that finds every worker busy and the queue full gets 429.
- * Routes: POST /v1/verify, /v1/embed, /v1/detect, /v1/evaluations; GET
+ * Routes: POST /v1/verify, /v1/embed, /v1/detect, /v1/evaluations,
+ * /v1/evaluations/{id}/cancel; GET
  * /v1/evaluations/{id}, /v1/evaluations/{id}/roc.svg, /v1/models, /healthz,
  * /readyz, /metrics, /openapi.json (see openapi.c for the schemas).
- * Evaluations run as jobs on a thread of their own (see evaluations.h).
+ * Evaluations run as jobs on a thread of their own (see evaluations.h); with
+ * jobs_dir, replicas sharing that folder answer for each other's jobs.
  */
 #ifndef FV_SERVER_H
 #define FV_SERVER_H
@@ -51,6 +53,9 @@ struct fv_server_config {
     int eval_queue;               /* evaluations that may wait behind the running one; 4 */
     int eval_keep;                /* finished evaluations kept for GET (oldest evicted); 16 */
     int eval_max_pairs;           /* pairs in one inline evaluation; 200 */
+    const char *jobs_dir;         /* evaluation records shared by replicas; NULL: in memory */
+    int jobs_lease_ms;            /* with jobs_dir: an owner silent this long has lost its jobs;
+                                     30000 */
     struct fv_pipeline *pipeline; /* borrowed, required; must outlive the server */
     const struct fv_api_keys *api_keys; /* borrowed; NULL: no authentication */
     FILE *access_log;             /* one line per request; stderr; NULL: none */

@@ -37,6 +37,9 @@ static const char serve_usage[] =
     "  --max-connections-per-ip N  open connections from one address (default 32;\n"
     "                       $FACEVER_MAX_CONNECTIONS_PER_IP)\n"
     "  --data-root DIR      folder evaluations may read from ($FACEVER_DATA_ROOT)\n"
+    "  --jobs-dir DIR       keep evaluation jobs in DIR, shared by every replica, so any\n"
+    "                       replica answers for any job ($FACEVER_JOBS_DIR)\n"
+    "  --eval-keep N        finished evaluations kept (default 16; $FACEVER_EVAL_KEEP)\n"
     "  --threshold T        default verification threshold (model's; $FACEVER_THRESHOLD)\n"
     "  --max-pixels N       $FACEVER_MAX_PIXELS; --min-face PX|P% $FACEVER_MIN_FACE;\n"
     "                       --detect-max-side N $FACEVER_DETECT_MAX_SIDE\n"
@@ -90,7 +93,17 @@ static int serve_option(struct serve_options *o, int argc, char **argv, int *i)
         o->api_keys_path = v;
     else if (strcmp(a, "--data-root") == 0 && v)
         o->server.data_root = v;
-    else
+    else if (strcmp(a, "--jobs-dir") == 0 && v)
+        o->server.jobs_dir = v;
+    else if (strcmp(a, "--eval-keep") == 0) {
+        if (fv_cli_parse_int("serve", a, v, 1, 100000, &n))
+            return -1;
+        o->server.eval_keep = (int)n;
+    } else if (strcmp(a, "--jobs-lease-ms") == 0) { /* not in the help: tests shorten it */
+        if (fv_cli_parse_int("serve", a, v, 1000, 86400000, &n))
+            return -1;
+        o->server.jobs_lease_ms = (int)n;
+    } else
         return 0;
     (*i)++;
     return 1;
@@ -111,6 +124,8 @@ static int apply_environment(struct serve_options *o, struct fv_cli_pipeline *p)
         {"FACEVER_THRESHOLD", "--threshold"}, {"FACEVER_MAX_PIXELS", "--max-pixels"},
         {"FACEVER_MIN_FACE", "--min-face"},   {"FACEVER_POLICY", "--policy"},
         {"FACEVER_PRECISION", "--precision"}, {"FACEVER_DETECT_MAX_SIDE", "--detect-max-side"},
+        {"FACEVER_JOBS_DIR", "--jobs-dir"},   {"FACEVER_EVAL_KEEP", "--eval-keep"},
+        {"FACEVER_JOBS_LEASE_MS", "--jobs-lease-ms"},
     };
     for (size_t k = 0; k < sizeof vars / sizeof vars[0]; k++) {
         char *value = getenv(vars[k][0]);

@@ -308,6 +308,7 @@ struct job {
     const struct fv_pipeline *pipe;
     const struct fv_features_params *params;
     const char *root;
+    const struct fv_features_blob *blobs; /* images in memory, or NULL: read root/paths[i] */
     const char *const *paths;
     size_t n;
     int dim;
@@ -319,9 +320,12 @@ struct job {
     atomic_size_t next;
     atomic_size_t done;
     atomic_size_t computed;
-    pthread_mutex_t lock;
+    atomic_int stop;       /* set on a fatal error or a cancellation: workers take no more */
+    pthread_mutex_t lock;  /* guards status, err, first_failed, first_failure, the callbacks */
     enum fv_status status;
     struct fv_error err;
+    size_t first_failed;
+    char first_failure[FV_ERROR_MESSAGE_MAX];
 };
 
 static void job_fail(struct job *job, enum fv_status st, const struct fv_error *err)
@@ -332,13 +336,27 @@ static void job_fail(struct job *job, enum fv_status st, const struct fv_error *
         job->err = *err;
     }
     pthread_mutex_unlock(&job->lock);
+    atomic_store(&job->stop, 1);
+}
+
+/* Keeps the reason of the lowest-numbered image that failed, so that it does not
+ * depend on which thread got there first. */
+static void note_failure(struct job *job, size_t i, const char *reason)
+{
+    pthread_mutex_lock(&job->lock);
+    if (i < job->first_failed) {
+        job->first_failed = i;
+        snprintf(job->first_failure, sizeof job->first_failure, "%s", reason);
+    }
+    pthread_mutex_unlock(&job->lock);
 }
 
 static void one_image(struct job *job, struct fv_pipeline_worker *w, size_t i)
 {
     char path[4096];
     float *out = job->features + i * (size_t)job->dim;
-    uint8_t *data = NULL;
+    uint8_t *owned = NULL;
+    const uint8_t *data;
     size_t size = 0;
     struct fv_image_source *img = NULL;
     struct fv_face *faces = NULL;
@@ -349,21 +367,32 @@ static void one_image(struct job *job, struct fv_pipeline_worker *w, size_t i)
     memset(out, 0, (size_t)job->dim * sizeof *out);
     job->how[i] = FV_FEATURE_FAILED;
     job->content[i] = 0;
-    if (job->root && *job->root)
-        snprintf(path, sizeof path, "%s/%s", job->root, job->paths[i]);
-    else
-        snprintf(path, sizeof path, "%s", job->paths[i]);
-    if (fv_read_file(path, IMAGE_MAX_BYTES, &data, &size, &err))
-        return;
+    if (job->blobs) {
+        data = job->blobs[i].data;
+        size = job->blobs[i].size;
+    } else {
+        if (job->root && *job->root)
+            snprintf(path, sizeof path, "%s/%s", job->root, job->paths[i]);
+        else
+            snprintf(path, sizeof path, "%s", job->paths[i]);
+        if (fv_read_file(path, IMAGE_MAX_BYTES, &owned, &size, &err)) {
+            note_failure(job, i, err.message);
+            return;
+        }
+        data = owned;
+    }
     job->content[i] = fv_hash64(data, size, 0);
     if (cache_get(job->cache, job->paths[i], job->content[i], job->dim, out, &job->how[i])) {
-        free(data);
+        if (job->how[i] == FV_FEATURE_FAILED)
+            note_failure(job, i, "could not be embedded (as the feature cache remembers)");
+        free(owned);
         return;
     }
     atomic_fetch_add(&job->computed, 1);
     enum fv_status st = fv_image_source_open(data, size, &pp->limits, &img, &err);
     if (st) {
-        free(data);
+        note_failure(job, i, err.message);
+        free(owned);
         return;
     }
     st = fv_pipeline_detect_source(w, img, job->params->policy, &faces, &n, &err);
@@ -384,16 +413,35 @@ static void one_image(struct job *job, struct fv_pipeline_worker *w, size_t i)
         }
         if (job->how[i] != FV_FEATURE_FAILED)
             st = fv_pipeline_embed_source(w, img, (const float(*)[2])lm, out, NULL, &err);
+        else
+            note_failure(job, i, "no face found, and no landmarks or centre crop to fall back on");
     }
     if (st) {
         job->how[i] = FV_FEATURE_FAILED;
         memset(out, 0, (size_t)job->dim * sizeof *out);
+        note_failure(job, i, err.message);
         if (st == FV_ERR_NOMEM || st == FV_ERR_INTERNAL)
             job_fail(job, st, &err);
     }
     free(faces);
     fv_image_source_free(img);
-    free(data);
+    free(owned);
+}
+
+/* Whether the workers should stop before the next image: an error, or the
+ * caller's cancel callback (asked under the lock, so one call at a time). */
+static int should_stop(struct job *job)
+{
+    if (atomic_load(&job->stop))
+        return 1;
+    if (!job->params->cancel)
+        return 0;
+    pthread_mutex_lock(&job->lock);
+    int cancel = job->params->cancel(job->params->cancel_user);
+    pthread_mutex_unlock(&job->lock);
+    if (cancel)
+        atomic_store(&job->stop, 1);
+    return cancel;
 }
 
 static void *worker_main(void *arg)
@@ -406,9 +454,9 @@ static void *worker_main(void *arg)
         job_fail(job, st, &err);
         return NULL;
     }
-    for (;;) {
+    while (!should_stop(job)) {
         size_t i = atomic_fetch_add(&job->next, 1);
-        if (i >= job->n || job->status)
+        if (i >= job->n)
             break;
         one_image(job, w, i);
         size_t done = atomic_fetch_add(&job->done, 1) + 1;
@@ -429,11 +477,12 @@ static double seconds_now(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-enum fv_status fv_features_extract(const struct fv_pipeline *pipe, const char *root,
-                                   const char *const *paths, size_t n,
-                                   const struct fv_features_params *params, float *features,
-                                   enum fv_feature_source *how, struct fv_features_stats *stats,
-                                   struct fv_error *err)
+/* Both entry points: images from root/paths[i], or from blobs[i] named paths[i]. */
+static enum fv_status extract(const struct fv_pipeline *pipe, const char *root,
+                              const struct fv_features_blob *blobs, const char *const *paths,
+                              size_t n, const struct fv_features_params *params, float *features,
+                              enum fv_feature_source *how, struct fv_features_stats *stats,
+                              struct fv_error *err)
 {
     struct landmarks lm = {0};
     struct cache cache = {0};
@@ -464,12 +513,14 @@ enum fv_status fv_features_extract(const struct fv_pipeline *pipe, const char *r
     job.pipe = pipe;
     job.params = params;
     job.root = root;
+    job.blobs = blobs;
     job.paths = paths;
     job.n = n;
     job.features = features;
     job.how = how;
     job.landmarks = &lm;
     job.cache = &cache;
+    job.first_failed = n;
     pthread_mutex_init(&job.lock, NULL);
     int want = params->threads < (int)n ? params->threads : (int)(n ? n : 1);
     for (; started < want; started++)
@@ -488,6 +539,11 @@ enum fv_status fv_features_extract(const struct fv_pipeline *pipe, const char *r
             *err = job.err;
         goto done;
     }
+    size_t done = atomic_load(&job.done);
+    if (done < n) { /* no error, so the caller cancelled */
+        st = fv_error_set(err, FV_ERR_CANCELLED, "cancelled after %zu of %zu images", done, n);
+        goto done;
+    }
     st = FV_OK;
     if (params->cache_path && atomic_load(&job.computed) > 0)
         st = cache_save(params->cache_path, key, job.dim, paths, job.content, how, features, n, err);
@@ -502,10 +558,31 @@ enum fv_status fv_features_extract(const struct fv_pipeline *pipe, const char *r
             stats->failed += how[i] == FV_FEATURE_FAILED;
         }
         stats->seconds = seconds_now() - t0;
+        stats->first_failed = job.first_failed;
+        memcpy(stats->first_failure, job.first_failure, sizeof stats->first_failure);
     }
 done:
     free(job.content);
     landmarks_free(&lm);
     cache_free(&cache);
     return st;
+}
+
+enum fv_status fv_features_extract(const struct fv_pipeline *pipe, const char *root,
+                                   const char *const *paths, size_t n,
+                                   const struct fv_features_params *params, float *features,
+                                   enum fv_feature_source *how, struct fv_features_stats *stats,
+                                   struct fv_error *err)
+{
+    return extract(pipe, root, NULL, paths, n, params, features, how, stats, err);
+}
+
+enum fv_status fv_features_extract_blobs(const struct fv_pipeline *pipe,
+                                         const struct fv_features_blob *blobs,
+                                         const char *const *names, size_t n,
+                                         const struct fv_features_params *params,
+                                         float *features, enum fv_feature_source *how,
+                                         struct fv_features_stats *stats, struct fv_error *err)
+{
+    return extract(pipe, NULL, blobs, names, n, params, features, how, stats, err);
 }

@@ -5,6 +5,8 @@
  *   float *x = malloc(n * fv_pipeline_raw_dim(pipe) * sizeof *x);
  *   enum fv_feature_source *how = malloc(n * sizeof *how);
  *   fv_features_extract(pipe, root, paths, n, &p, x, how, &stats, &err);
+ *   // images already in memory (an API request): blobs[i] named names[i]
+ *   fv_features_extract_blobs(pipe, blobs, names, n, &p, x, how, &stats, &err);
  *
  * Each image gives the raw (unprojected, unnormalised) embedding of one face:
  * the crop and its mirror image through the network, concatenated. When MTCNN
@@ -29,7 +31,13 @@ enum fv_feature_source {
 };
 const char *fv_feature_source_name(enum fv_feature_source source);
 
+/* Both callbacks run on the worker threads, one call at a time (never two at
+ * once), so they need no locking of their own. progress follows each image;
+ * cancel is asked before each image, and a nonzero answer stops the run: every
+ * worker finishes the image in hand, then the extraction frees what it holds
+ * and returns FV_ERR_CANCELLED. */
 typedef void (*fv_features_progress)(void *user, size_t done, size_t total);
+typedef int (*fv_features_cancel)(void *user);
 
 struct fv_features_params {
     enum fv_face_policy policy;  /* which face when there are several (default center) */
@@ -39,6 +47,8 @@ struct fv_features_params {
     const char *cache_path;      /* optional feature cache file (read and rewritten) */
     fv_features_progress progress;
     void *progress_user;
+    fv_features_cancel cancel;   /* optional; see above */
+    void *cancel_user;
 };
 struct fv_features_params fv_features_default_params(void);
 
@@ -46,16 +56,36 @@ struct fv_features_stats {
     size_t computed, cached;
     size_t detected, from_landmarks, from_center, failed;
     double seconds;
+    size_t first_failed;                        /* lowest failed index; n when none */
+    char first_failure[FV_ERROR_MESSAGE_MAX];   /* why it failed; "" when none */
 };
 
 /* Fills features (n × fv_pipeline_raw_dim(pipe)) and how (n) for the images
- * root/paths[i]. Failures to read one image are recorded in how and do not
- * stop the run; errors in the landmarks file or a thread/memory failure do. */
+ * root/paths[i]. Failures to read one image are recorded in how (and the first
+ * in stats) and do not stop the run; errors in the landmarks file, a
+ * thread/memory failure or params->cancel do (FV_ERR_CANCELLED; features and
+ * how are then incomplete and the cache is left as it was). */
 enum fv_status fv_features_extract(const struct fv_pipeline *pipe, const char *root,
                                    const char *const *paths, size_t n,
                                    const struct fv_features_params *params, float *features,
                                    enum fv_feature_source *how, struct fv_features_stats *stats,
                                    struct fv_error *err);
+
+/* Encoded image bytes held by the caller. */
+struct fv_features_blob {
+    const uint8_t *data;
+    size_t size;
+};
+
+/* fv_features_extract over images already in memory: image i is blobs[i],
+ * named names[i] in the landmarks file, the cache and messages. The blobs are
+ * borrowed and only read. */
+enum fv_status fv_features_extract_blobs(const struct fv_pipeline *pipe,
+                                         const struct fv_features_blob *blobs,
+                                         const char *const *names, size_t n,
+                                         const struct fv_features_params *params,
+                                         float *features, enum fv_feature_source *how,
+                                         struct fv_features_stats *stats, struct fv_error *err);
 
 /* Landmarks for a centre crop of a w × h image holding one roughly centred face
  * (LFW's layout: the template scaled by min(w, h) / 195 about the image centre). */

@@ -17,6 +17,7 @@ const char *fv_status_str(enum fv_status status)
     case FV_ERR_NO_FACE: return "no face found";
     case FV_ERR_NOT_FOUND: return "not found";
     case FV_ERR_INTERNAL: return "internal error";
+    case FV_ERR_CANCELLED: return "cancelled";
     }
     return "unknown status";
 }

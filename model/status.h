@@ -26,7 +26,8 @@ enum fv_status {
     FV_ERR_NO_FACE = -7,        /* no face was found where one was required */
     FV_ERR_NOT_FOUND = -8,      /* a named thing (tensor, file, id) does not exist */
     FV_ERR_INTERNAL = -9,       /* a bug: should never happen on any input */
-    FV_STATUS_MIN = -9
+    FV_ERR_CANCELLED = -10,     /* the caller asked a long operation to stop, and it did */
+    FV_STATUS_MIN = -10
 };
 
 #define FV_ERROR_MESSAGE_MAX 512

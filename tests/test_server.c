@@ -82,6 +82,31 @@ Test(api_base64, data_uri_prefix)
     cr_assert_eq(fv_base64_data_uri_offset("data:xyz", 8), (size_t)-1);
 }
 
+Test(api_base64, decode_alloc_takes_plain_text_and_data_uris)
+{
+    uint8_t *bytes = NULL;
+    size_t n = 0;
+    const char *plain = "aGVsbG8gd29ybGQ=", *uri = "data:image/jpeg;base64,aGVsbG8gd29ybGQ=";
+    cr_assert_eq(fv_base64_decode_alloc(plain, strlen(plain), &bytes, &n), FV_OK);
+    cr_assert(n == 11 && memcmp(bytes, "hello world", 11) == 0);
+    free(bytes);
+    cr_assert_eq(fv_base64_decode_alloc(uri, strlen(uri), &bytes, &n), FV_OK);
+    cr_assert(n == 11 && memcmp(bytes, "hello world", 11) == 0);
+    free(bytes);
+    cr_assert_eq(fv_base64_decode_alloc("", 0, &bytes, &n), FV_OK);
+    cr_assert_eq(n, 0);
+    free(bytes);
+    const char *text_uri = "data:text/plain,hello";
+    bytes = (uint8_t *)1;
+    cr_assert_eq(fv_base64_decode_alloc(text_uri, strlen(text_uri), &bytes, &n),
+                 FV_ERR_UNSUPPORTED);
+    cr_assert_null(bytes);
+    bytes = (uint8_t *)1;
+    cr_assert_eq(fv_base64_decode_alloc("aGVs!G8=", 8, &bytes, &n), FV_ERR_FORMAT);
+    cr_assert_null(bytes);
+    cr_assert_eq(n, 0);
+}
+
 Test(api_multipart, boundary_parameter)
 {
     char b[FV_MULTIPART_BOUNDARY_MAX + 1];
@@ -516,6 +541,7 @@ Test(server, openapi_lists_every_route, .timeout = 30)
         {"post", "/v1/evaluations"},
         {"get", "/v1/evaluations/{id}"},
         {"get", "/v1/evaluations/{id}/roc.svg"},
+        {"post", "/v1/evaluations/{id}/cancel"},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         const cJSON *op = cJSON_GetObjectItem(cJSON_GetObjectItem(paths, routes[i][1]), routes[i][0]);
