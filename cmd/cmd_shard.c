@@ -194,9 +194,9 @@ int fv_cmd_embed_shard(int argc, char **argv)
     fv_shard_path(meta, sizeof meta, out, s.index, s.count, ".json");
     fv_shard_path(npy, sizeof npy, out, s.index, s.count, ".npy");
     size_t rows = s.end - s.begin;
-    printf("shard %zu/%zu%s%s%s: images %zu..%zu of %zu (%zu) -> %s\n", s.index, s.count,
-           source ? " (" : "", source ? source : "", source ? ")" : "", s.begin, s.end, n, rows,
-           npy);
+    printf("shard %zu/%zu%s%s%s: rows [%zu, %zu) of a list of %zu (%zu images) -> %s\n",
+           s.index, s.count, source ? " (" : "", source ? source : "", source ? ")" : "", s.begin,
+           s.end, n, rows, npy);
     if (!redo && fv_shard_done(out, &s, why, sizeof why)) {
         printf("shard %zu/%zu: already done: %s matches this model, these options and this "
                "list; skipping (--redo recomputes)\n", s.index, s.count, meta);

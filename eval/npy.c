@@ -17,8 +17,9 @@ static const uint8_t npy_magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
 size_t fv_npy_header(size_t rows, size_t cols, uint8_t *buf, size_t cap)
 {
     char dict[FV_NPY_HEADER_MAX];
-    int len = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %zu), }",
-                       rows, cols);
+    int len = snprintf(dict, sizeof dict,
+                       "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %zu), }", rows,
+                       cols);
     char digits[32];
     int row_digits = snprintf(digits, sizeof digits, "%zu", rows);
     if (len < 0 || (size_t)len >= sizeof dict)
@@ -200,8 +201,8 @@ static enum fv_status parse_dict(struct cursor *c, const char *source, size_t *r
         }
     }
     if (!have_descr || !have_order || !have_shape)
-        return fv_error_set(err, FV_ERR_FORMAT, "%s: npy header lacks descr, fortran_order or shape",
-                            source);
+        return fv_error_set(err, FV_ERR_FORMAT,
+                            "%s: npy header lacks descr, fortran_order or shape", source);
     skip_space(c);
     if (c->p != c->end)
         return fv_error_set(err, FV_ERR_FORMAT, "%s: text after the npy header dictionary", source);

@@ -581,8 +581,8 @@ static cJSON *config_json(const struct fv_shard *s, cJSON *root)
     return options;
 }
 
-static char *meta_text(const struct fv_shard *s, const char *npy, uint64_t npy_sum, const char *names,
-                       uint64_t names_sum, const char *const *rows,
+static char *meta_text(const struct fv_shard *s, const char *npy, uint64_t npy_sum,
+                       const char *names, uint64_t names_sum, const char *const *rows,
                        const enum fv_feature_source *how)
 {
     char hex[17];
@@ -695,17 +695,13 @@ static int plain_file_name(const char *s)
     return s[0] && s[0] != '.' && !strchr(s, '/');
 }
 
-/* Reads and checks the metadata at path (untrusted). */
-static enum fv_status meta_load(const char *path, struct meta *m, struct fv_error *err)
+/* Parses and checks metadata (untrusted) of size bytes at data; path names it. */
+static enum fv_status meta_parse(const uint8_t *data, size_t size, const char *path,
+                                 struct meta *m, struct fv_error *err)
 {
-    uint8_t *data = NULL;
-    size_t size = 0;
+    enum fv_status st;
     memset(m, 0, sizeof *m);
-    enum fv_status st = fv_read_file(path, META_MAX_BYTES, &data, &size, err);
-    if (st)
-        return st;
     cJSON *root = cJSON_ParseWithLength((const char *)data, size);
-    free(data);
     if (!root)
         return fv_error_set(err, FV_ERR_FORMAT, "%s: not JSON (a damaged shard: run its embed "
                             "again)", path);
@@ -725,8 +721,8 @@ static enum fv_status meta_load(const char *path, struct meta *m, struct fv_erro
     }
     if (!cJSON_IsNumber(version) || version->valuedouble != SHARD_VERSION) {
         st = fv_error_set(err, FV_ERR_UNSUPPORTED, "%s: shard format version %g, this facever "
-                          "reads version %d", path, cJSON_IsNumber(version) ? version->valuedouble : -1,
-                          SHARD_VERSION);
+                          "reads version %d",
+                          path, cJSON_IsNumber(version) ? version->valuedouble : -1, SHARD_VERSION);
         goto fail;
     }
     if (!get_size(shard, "index", FV_SHARD_MAX_COUNT, &s->index) ||
@@ -798,6 +794,29 @@ static enum fv_status meta_load(const char *path, struct meta *m, struct fv_erro
 fail:
     cJSON_Delete(root);
     meta_free(m);
+    return st;
+}
+
+static enum fv_status meta_load(const char *path, struct meta *m, struct fv_error *err)
+{
+    uint8_t *data = NULL;
+    size_t size = 0;
+    memset(m, 0, sizeof *m);
+    enum fv_status st = fv_read_file(path, META_MAX_BYTES, &data, &size, err);
+    if (st)
+        return st;
+    st = meta_parse(data, size, path, m, err);
+    free(data);
+    return st;
+}
+
+enum fv_status fv_shard_metadata_check(const uint8_t *data, size_t size, const char *source,
+                                       struct fv_error *err)
+{
+    struct meta m;
+    enum fv_status st = meta_parse(data, size, source, &m, err);
+    if (!st)
+        meta_free(&m);
     return st;
 }
 
@@ -886,8 +905,8 @@ static int same_shard(const struct fv_shard *got, const struct fv_shard *want, c
         return 0;
     }
     if (got->list_count != want->list_count || got->list_checksum != want->list_checksum) {
-        snprintf(why, cap, "made from another image list (%zu images, checksum %016llx; now "
-                 "%zu, %016llx)", got->list_count, (unsigned long long)got->list_checksum,
+        snprintf(why, cap, "made from another image list (%zu images, checksum %016llx; "
+                 "expected %zu, %016llx)", got->list_count, (unsigned long long)got->list_checksum,
                  want->list_count, (unsigned long long)want->list_checksum);
         return 0;
     }
@@ -1014,8 +1033,8 @@ static int shard_meta_name(const char *name, size_t *index, size_t *count)
 {
     unsigned long long i, n;
     char a[6], b[6];
-    if (strlen(name) != 25 || strncmp(name, "shard-", 6) != 0 || strncmp(name + 11, "-of-", 4) != 0 ||
-        strcmp(name + 20, ".json") != 0)
+    if (strlen(name) != 25 || strncmp(name, "shard-", 6) != 0 ||
+        strncmp(name + 11, "-of-", 4) != 0 || strcmp(name + 20, ".json") != 0)
         return 0;
     memcpy(a, name + 6, 5);
     a[5] = '\0';
@@ -1120,9 +1139,12 @@ enum fv_status fv_shards_gather(const char *dir, const struct fv_shard_config *e
         }
         fv_shard_range(want.list_count, s, count, &want.begin, &want.end);
         if (!same_shard(&m.shard, &want, why, sizeof why)) {
-            st = fv_error_set(err, FV_ERR_INVALID_ARG, "%s: %s", path, why);
             if (s > 0 && strstr(why, "image list"))
-                fv_error_prefix(err, "shard-00000-of-%05zu.json and ", count);
+                st = fv_error_set(err, FV_ERR_INVALID_ARG,
+                                  "%s: %s, unlike %s/shard-00000-of-%05zu.json", path, why, dir,
+                                  count);
+            else
+                st = fv_error_set(err, FV_ERR_INVALID_ARG, "%s: %s", path, why);
             break;
         }
         char *text = NULL, **names = NULL;
@@ -1174,8 +1196,8 @@ enum fv_status fv_shards_gather(const char *dir, const struct fv_shard_config *e
             if (!owner[i] && missing++ == 0)
                 at = i;
         st = fv_error_set(err, FV_ERR_NOT_FOUND,
-                          "%s: %zu of the %zu images to evaluate are in no shard (first: '%.300s'); "
-                          "the shards split a list of %zu images that lacks them",
+                          "%s: %zu of the %zu images to evaluate are in no shard (first: "
+                          "'%.300s'); the shards split a list of %zu images that lacks them",
                           dir, missing, n, paths[at], first.shard.list_count);
     }
     if (!st && summary) {

@@ -139,10 +139,16 @@ struct fv_shards_summary {
  * shards in dir. Refuses, naming the file: metadata that is malformed or of another
  * format version, shards of another configuration than expect, of another list or
  * split, missing shard numbers, files whose checksums or shapes disagree with their
- * metadata, an image held by two shards, and images of paths that no shard holds. */
+ * metadata, an image of paths held by two shards, and images of paths that no shard
+ * holds. Images of the list that paths does not name are left alone. */
 enum fv_status fv_shards_gather(const char *dir, const struct fv_shard_config *expect,
                                 const char *const *paths, size_t n, float *features,
                                 enum fv_feature_source *how, struct fv_shards_summary *summary,
                                 struct fv_error *err);
+
+/* Parses shard metadata (size bytes at data, untrusted) as the merge does, and discards
+ * it; source names it in messages. For fuzzing and tests. */
+enum fv_status fv_shard_metadata_check(const uint8_t *data, size_t size, const char *source,
+                                       struct fv_error *err);
 
 #endif

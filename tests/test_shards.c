@@ -553,3 +553,46 @@ Test(shards, changed_files_and_reruns_are_detected)
     cr_assert(strstr(err.message, "shard-00000-of-00002.json"), "%s", err.message);
     fixture_free(&fx);
 }
+
+/* Metadata is read from a shared folder anyone in the job could have written to. */
+Test(shards, metadata_reader_checks_every_field)
+{
+    uint8_t *seed;
+    size_t size;
+    struct fv_error err = {0};
+    cr_assert_eq(fv_read_file("tests/fuzz/corpus/shards/metadata.json", 1 << 20, &seed, &size, &err),
+                 FV_OK, "%s", err.message);
+    char *text = realloc(seed, size + 1);
+    text[size] = '\0';
+    cr_assert_eq(fv_shard_metadata_check((uint8_t *)text, size, "m.json", &err), FV_OK, "%s",
+                 err.message);
+    struct {
+        const char *from, *to;
+        enum fv_status want;
+    } cases[] = {
+        {"\"version\": 1", "\"version\": 2", FV_ERR_UNSUPPORTED},
+        {"\"format\": \"facever-embedding-shard\"", "\"format\": \"other\"", FV_ERR_FORMAT},
+        {"\"npy\": \"shard-00000-of-00003.npy\"", "\"npy\": \"../../etc/x.npy\"", FV_ERR_FORMAT},
+        {"\"row\": 3", "\"row\": 773", FV_ERR_FORMAT},
+        {"\"row\": 3", "\"row\": -1", FV_ERR_FORMAT},
+        {"\"row\": 3", "\"row\": 2.5", FV_ERR_FORMAT},
+        {"\"source\": \"center\"", "\"source\": \"detected\"", FV_ERR_FORMAT},
+        {"\"index\": 0", "\"index\": 3", FV_ERR_FORMAT},
+        {"\"end\": 773", "\"end\": 9999", FV_ERR_FORMAT},
+        {"\"fingerprint\": \"", "\"fingerprint\": \"x", FV_ERR_FORMAT},
+        {"\"policy\": \"center\"", "\"policy\": \"middle\"", FV_ERR_FORMAT},
+        {"\"dim\": 384", "\"dim\": \"384\"", FV_ERR_FORMAT},
+        {"\"landmarks_checksum\": null", "\"landmarks_checksum\": 5", FV_ERR_FORMAT},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *at = strstr(text, cases[i].from);
+        cr_assert_not_null(at, "seed lacks %s", cases[i].from);
+        char changed[8192];
+        snprintf(changed, sizeof changed, "%.*s%s%s", (int)(at - text), text, cases[i].to,
+                 at + strlen(cases[i].from));
+        cr_assert_eq(fv_shard_metadata_check((uint8_t *)changed, strlen(changed), "m.json", &err),
+                     cases[i].want, "%s -> %s: %s", cases[i].from, cases[i].to, err.message);
+        cr_assert(strstr(err.message, "m.json"), "%s", err.message);
+    }
+    free(text);
+}
