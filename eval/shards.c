@@ -969,9 +969,11 @@ enum fv_status fv_shard_write(const char *dir, const struct fv_shard *s,
     remove_stale_temporaries(dir, s->index, s->count);
     struct matrix mx = {features, rows, (size_t)s->config.dim};
     struct name_lines nl = {names, rows};
+    /* The data files' renames reach the disk before the metadata can: a crash leaves
+     * metadata only beside the files it describes. */
     if ((st = write_atomic(npy, write_matrix, &mx, err)) ||
         (st = hash_file(npy, &npy_sum, NULL, err)) ||
-        (st = write_atomic(names_path, write_names, &nl, err)))
+        (st = write_atomic(names_path, write_names, &nl, err)) || (st = sync_dir(dir, err)))
         return st;
     for (size_t i = 0; i < rows; i++) {
         names_sum = fnv_update(names_sum, names[i], strlen(names[i]));
