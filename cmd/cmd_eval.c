@@ -205,6 +205,11 @@ int fv_cmd_eval(int argc, char **argv)
                n, summary.shards, summary.shards == 1 ? "" : "s", features_dir,
                summary.list_count, stats.detected, stats.from_landmarks, stats.from_center,
                stats.failed);
+        if (summary.cpu_levels[1][0])
+            fprintf(stderr, "facever eval: note: the shards were embedded at CPU levels %s and "
+                    "%s (at least), whose kernels round differently: features can differ from "
+                    "a single run's in the last bits (FV_CPU=<level> pins one)\n",
+                    summary.cpu_levels[0], summary.cpu_levels[1]);
     } else {
         if (fv_features_extract(pipe, images, paths, n, &fp, features, how, &stats, &err))
             goto done;

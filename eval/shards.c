@@ -533,6 +533,7 @@ struct not_detected {
 struct meta {
     struct fv_shard shard;
     char npy[64], names[64];       /* file names, in the shard's folder */
+    char cpu_level[16];            /* "" when not recorded */
     uint64_t npy_sum, names_sum;
     struct not_detected *not_detected;
     size_t n_not_detected;
@@ -760,6 +761,8 @@ static enum fv_status meta_parse(const uint8_t *data, size_t size, const char *p
         goto fail;
     }
     c->policy = (enum fv_face_policy)p;
+    if (!copy_string(model, "cpu_level", m->cpu_level, sizeof m->cpu_level))
+        m->cpu_level[0] = '\0';
     size_t n_nd = (size_t)cJSON_GetArraySize(nd);
     if (n_nd > s->end - s->begin) {
         st = fv_error_set(err, FV_ERR_FORMAT, "%s: more images without a face than rows", path);
@@ -1123,6 +1126,8 @@ enum fv_status fv_shards_gather(const char *dir, const struct fv_shard_config *e
     enum fv_status st = find_split(dir, &count, err);
     if (st)
         return st;
+    if (summary)
+        memset(summary, 0, sizeof *summary);
     if (name_index_init(&index, paths, n) || !(owner = calloc(n ? n : 1, sizeof *owner))) {
         st = fv_error_set(err, FV_ERR_NOMEM, "out of memory gathering %zu images", n);
         goto done;
@@ -1148,6 +1153,12 @@ enum fv_status fv_shards_gather(const char *dir, const struct fv_shard_config *e
             else
                 st = fv_error_set(err, FV_ERR_INVALID_ARG, "%s: %s", path, why);
             break;
+        }
+        if (summary && m.cpu_level[0]) {
+            if (!summary->cpu_levels[0][0])
+                snprintf(summary->cpu_levels[0], sizeof summary->cpu_levels[0], "%s", m.cpu_level);
+            else if (strcmp(summary->cpu_levels[0], m.cpu_level) != 0)
+                snprintf(summary->cpu_levels[1], sizeof summary->cpu_levels[1], "%s", m.cpu_level);
         }
         char *text = NULL, **names = NULL;
         float *x = NULL;

@@ -25,7 +25,8 @@
  * Images where MTCNN finds no face are treated as fv_features_extract treats them (the
  * landmarks file, else the centre crop, else "failed" with zero features), and their
  * source is recorded, so the gathered matrix and sources are exactly those of one
- * fv_features_extract call over all the images.
+ * fv_features_extract call over all the images at the same CPU level (model/cpu.h; each
+ * shard records its level, and the merge can tell when they differ).
  */
 #ifndef FV_EVAL_SHARDS_H
 #define FV_EVAL_SHARDS_H
@@ -133,6 +134,10 @@ struct fv_shards_summary {
     size_t shards;        /* shard count */
     size_t list_count;    /* images in the list they split */
     size_t used;          /* of which the evaluation needed (n) */
+    /* The CPU levels the shards were embedded at: the first, and another when they
+     * differ ("" otherwise). Levels round differently in the last bits, which the
+     * fingerprint does not cover. */
+    char cpu_levels[2][16];
 };
 
 /* Fills features (n x expect->dim) and how (n) for the images paths[0..n) from the

@@ -320,11 +320,12 @@ static void fixture_free(struct fixture *fx)
 }
 
 /* Writes shard index of count of fx's list with config; image 4 had no face (centre
- * crop) and image 5 could not be read. */
+ * crop) and image 5 could not be read. Shard 2 ran on an older CPU than the others. */
 static void write_shard(const struct fixture *fx, size_t index, size_t count,
                         const struct fv_shard_config *config)
 {
-    struct fv_shard s = {.config = *config, .index = index, .count = count};
+    struct fv_shard s = {.config = *config, .index = index, .count = count,
+                         .cpu_level = index == 2 ? "avx2" : "avx512"};
     fv_shard_list_identify((const char *const *)fx->names, fx->n, &s.list_count, &s.list_checksum);
     fv_shard_range(fx->n, index, count, &s.begin, &s.end);
     size_t rows = s.end - s.begin;
@@ -370,6 +371,8 @@ Test(shards, gathered_features_are_the_written_ones_in_the_pairs_order)
     cr_assert_eq(fv_shards_gather(fx.dir, &c, paths, 6, x, how, &summary, &err), FV_OK, "%s",
                  err.message);
     cr_assert(summary.shards == 3 && summary.list_count == 11 && summary.used == 6);
+    cr_assert_str_eq(summary.cpu_levels[0], "avx512");
+    cr_assert_str_eq(summary.cpu_levels[1], "avx2");
     for (size_t i = 0; i < 6; i++) {
         enum fv_feature_source want = ids[i] == 4   ? FV_FEATURE_CENTER
                                       : ids[i] == 5 ? FV_FEATURE_FAILED
