@@ -20,6 +20,10 @@ int fv_cmd_model_info(int argc, char **argv);
 int fv_cmd_detect(int argc, char **argv);
 int fv_cmd_align(int argc, char **argv);
 int fv_cmd_embed(int argc, char **argv);
+/* `facever embed` in batch mode (cmd_shard.c): fv_cmd_embed hands over when it sees
+ * --shard, --list or --out. */
+int fv_cmd_embed_shard(int argc, char **argv);
+extern const char fv_cmd_embed_shard_usage[];
 int fv_cmd_verify(int argc, char **argv);
 int fv_cmd_serve(int argc, char **argv);
 int fv_cmd_eval(int argc, char **argv);

@@ -14,6 +14,7 @@
 #include "eval/pca.h"
 #include "eval/protocol.h"
 #include "eval/report.h"
+#include "eval/shards.h"
 
 /* A one-line progress bar on stderr, drawn only when stderr is a terminal. */
 static void progress_bar(void *user, size_t done, size_t total)
@@ -50,11 +51,17 @@ static const char *default_cache(char *buf, size_t size, const char *tag)
 }
 
 static const char eval_usage[] =
-    "usage: facever eval --images DIR --pairs PAIRS.txt [options]\n\n"
+    "usage: facever eval --images DIR --pairs PAIRS.txt [options]\n"
+    "       facever eval --features DIR --pairs PAIRS.txt [options]\n\n"
     "The paper's k-fold verification protocol (LFW View 2): for each fold, PCA and the\n"
     "threshold are fitted on the other folds only; accuracy is measured on the fold.\n"
-    "Prints a summary with and without PCA; --report writes JSON, --roc an SVG plot.\n\n"
+    "Prints a summary with and without PCA; --report writes JSON, --roc an SVG plot.\n"
+    "With --features the features come from the shards `facever embed --shard` wrote\n"
+    "instead of from the images: the report is the one --images gives. Every shard must\n"
+    "be there, made with this command's model and face options, and hold each image of\n"
+    "the pairs file once.\n\n"
     "  --images DIR         root of the images named by the pairs file\n"
+    "  --features DIR       or: the shards of a batch embedding (facever embed --shard)\n"
     "  --pairs FILE         pairs file (header 'N P' or 'FOLDS N', then pair lines)\n"
     "  --pattern P          image name pattern (default %s/%s_%04d.jpg)\n"
     "  --pca-dim K          PCA components (default 128)\n"
@@ -76,7 +83,7 @@ int fv_cmd_eval(int argc, char **argv)
     struct fv_protocol_params pp = fv_protocol_default_params();
     struct fv_pairs_params pairs_params = fv_pairs_default_params();
     const char *images = NULL, *pairs_path = NULL, *report_path = NULL, *roc_path = NULL;
-    const char *cache_path = NULL;
+    const char *cache_path = NULL, *features_dir = NULL;
     int no_cache = 0, quiet = 0;
     long v;
     fv_cli_pipeline_defaults(&o);
@@ -96,6 +103,8 @@ int fv_cmd_eval(int argc, char **argv)
             continue;
         if (strcmp(a, "--images") == 0 && val) {
             images = val, i++;
+        } else if (strcmp(a, "--features") == 0 && val) {
+            features_dir = val, i++;
         } else if (strcmp(a, "--pairs") == 0 && val) {
             pairs_path = val, i++;
         } else if (strcmp(a, "--pattern") == 0 && val) {
@@ -131,7 +140,7 @@ int fv_cmd_eval(int argc, char **argv)
             return 2;
         }
     }
-    if (!images || !pairs_path) {
+    if (!images == !features_dir || !pairs_path) {
         fputs(eval_usage, stderr);
         return 2;
     }
@@ -166,7 +175,7 @@ int fv_cmd_eval(int argc, char **argv)
     }
     for (size_t i = 0; i < n; i++)
         paths[i] = fv_pairs_image_path(pairs, i);
-    if (!no_cache) {
+    if (!no_cache && !features_dir) {
         if (!cache_path) {
             char tag[32];
             snprintf(tag, sizeof tag, "%016llx",
@@ -177,8 +186,39 @@ int fv_cmd_eval(int argc, char **argv)
         fp.cache_path = cache_path;
     }
     struct fv_features_stats stats;
-    if (fv_features_extract(pipe, images, paths, n, &fp, features, how, &stats, &err))
-        goto done;
+    if (features_dir) {
+        /* The shards must hold what fv_features_extract would give here. */
+        struct fv_shard_config config;
+        struct fv_shards_summary summary;
+        if (fv_shard_config_init(&config, pipe, &fp, &err) ||
+            fv_shards_gather(features_dir, &config, paths, n, features, how, &summary, &err))
+            goto done;
+        memset(&stats, 0, sizeof stats);
+        for (size_t i = 0; i < n; i++) {
+            stats.detected += how[i] == FV_FEATURE_DETECTED;
+            stats.from_landmarks += how[i] == FV_FEATURE_LANDMARKS;
+            stats.from_center += how[i] == FV_FEATURE_CENTER;
+            stats.failed += how[i] == FV_FEATURE_FAILED;
+        }
+        printf("features: %zu images from %zu shard%s in %s (of a list of %zu); faces detected "
+               "in %zu, landmarks fallback %zu, centre fallback %zu, failed %zu\n",
+               n, summary.shards, summary.shards == 1 ? "" : "s", features_dir,
+               summary.list_count, stats.detected, stats.from_landmarks, stats.from_center,
+               stats.failed);
+        if (summary.cpu_levels[1][0])
+            fprintf(stderr, "facever eval: note: the shards were embedded at CPU levels %s and "
+                    "%s (at least), whose kernels round differently: features can differ from "
+                    "a single run's in the last bits (FV_CPU=<level> pins one)\n",
+                    summary.cpu_levels[0], summary.cpu_levels[1]);
+    } else {
+        if (fv_features_extract(pipe, images, paths, n, &fp, features, how, &stats, &err))
+            goto done;
+        printf("features: %zu images (%zu computed, %zu from cache) in %.1f s on %d thread%s; "
+               "faces detected in %zu, landmarks fallback %zu, centre fallback %zu, failed %zu\n",
+               n, stats.computed, stats.cached, stats.seconds, fp.threads,
+               fp.threads == 1 ? "" : "s", stats.detected, stats.from_landmarks,
+               stats.from_center, stats.failed);
+    }
     size_t n_failures = 0;
     for (size_t i = 0; i < n; i++)
         if (how[i] != FV_FEATURE_DETECTED) {
@@ -188,10 +228,6 @@ int fv_cmd_eval(int argc, char **argv)
                 how[i] == FV_FEATURE_FAILED ? NULL : fv_feature_source_name(how[i]);
             n_failures++;
         }
-    printf("features: %zu images (%zu computed, %zu from cache) in %.1f s on %d thread%s; "
-           "faces detected in %zu, landmarks fallback %zu, centre fallback %zu, failed %zu\n",
-           n, stats.computed, stats.cached, stats.seconds, fp.threads, fp.threads == 1 ? "" : "s",
-           stats.detected, stats.from_landmarks, stats.from_center, stats.failed);
     for (size_t i = 0; i < n_failures && i < 20; i++)
         printf("  no face: %s (%s)\n", failures[i].image,
                failures[i].fallback ? failures[i].fallback : "left out");
@@ -202,8 +238,9 @@ int fv_cmd_eval(int argc, char **argv)
         for (size_t i = 0; i < n_failures; i++)
             if (!failures[i].fallback_used) {
                 fv_error_set(&err, FV_ERR_INVALID_ARG,
-                             "%zu images could not be read or embedded (first: %s/%s)",
-                             stats.failed, images, failures[i].image);
+                             "%zu images could not be read or embedded (first: %s%s%s)",
+                             stats.failed, images ? images : "", images ? "/" : "",
+                             failures[i].image);
                 break;
             }
         goto done;

@@ -260,13 +260,24 @@ static int embed_extra(int argc, char **argv, int *i, void *data)
 }
 
 static const char embed_usage[] =
-    "usage: facever embed IMAGE... [--json] [--all-faces] [options]\n\n"
+    "usage: facever embed IMAGE... [--json] [--all-faces] [options]\n"
+    "       facever embed (--list FILE | --pairs FILE) --shard I/N|auto --out DIR [options]\n\n"
     "Prints one L2-normalised embedding per image (the largest face), or one per\n"
     "face with --all-faces. Text output: one line per face, the image name, the face\n"
-    "index and the values.\n";
+    "index and the values. Batch mode (--shard) is described below the options.\n";
 
 int fv_cmd_embed(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--shard") == 0 || strcmp(argv[i], "--list") == 0 ||
+            strcmp(argv[i], "--out") == 0)
+            return fv_cmd_embed_shard(argc, argv);
+    for (int i = 1; i < argc; i++)
+        if (fv_cli_is_help(argv[i])) {
+            printf("%s\noptions:\n%s\n%s", embed_usage, fv_cli_pipeline_help,
+                   fv_cmd_embed_shard_usage);
+            return 0;
+        }
     struct fv_cli_pipeline o;
     struct embed_opts e = {0};
     const char **pos = calloc((size_t)argc + 1, sizeof *pos);

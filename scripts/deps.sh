@@ -2,13 +2,15 @@
 # deps.sh - install the Debian packages facever needs to build, test and fetch models
 # (and clang with its libFuzzer runtime for `make fuzz`, wrk for `make loadtest`; the
 # image tests and fuzz seeds encode HEIF/AVIF, WebP and JPEG files with heif-enc
-# (libheif-examples), cwebp and img2webp (webp) and cjpeg (libjpeg-turbo-progs)).
+# (libheif-examples), cwebp and img2webp (webp) and cjpeg (libjpeg-turbo-progs); `make
+# slurm-test` starts a single-node Slurm of its own with slurmctld, slurmd, slurm-client and
+# munge).
 # Idempotent: installs only what is missing. Prints the apt-get command when not root.
 set -eu
 packages="gcc make pkg-config libjpeg62-turbo-dev libpng-dev libheif-dev libwebp-dev
 libopenblas-dev liblapacke-dev libmicrohttpd-dev libcjson-dev libcriterion-dev
 libcurl4-openssl-dev curl openssl nodejs npm clang libclang-rt-14-dev wrk
-libheif-examples webp libjpeg-turbo-progs"
+libheif-examples webp libjpeg-turbo-progs slurmctld slurmd slurm-client munge"
 missing=""
 for p in $packages; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -312,4 +313,181 @@ Test(cli, cpu_levels_forced_and_refused)
     cr_expect_eq(run("system-info", &out, NULL), 0);
     cr_expect(strstr(out, "(best supported)") != NULL, "%s", out);
     free(out);
+}
+
+/* ---- batch embedding: shards merged give the single-process report ---- */
+
+static char *read_text(const char *path)
+{
+    uint8_t *data;
+    size_t size;
+    cr_assert_eq(fv_read_file(path, 1 << 24, &data, &size, NULL), FV_OK, "cannot read %s", path);
+    char *text = realloc(data, size + 1);
+    text[size] = '\0';
+    return text;
+}
+
+/* stdout of eval without its first line ("features: ..."), which says where the
+ * features came from and how long they took. */
+static const char *after_features_line(const char *out)
+{
+    cr_assert(strncmp(out, "features: ", 10) == 0, "%s", out);
+    const char *nl = strchr(out, '\n');
+    cr_assert_not_null(nl);
+    return nl + 1;
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    cr_assert_eq(fclose(f), 0);
+}
+
+/* An LFW-style folder: person pN holds tests/data/sampleN.jpg as pN_0001.jpg and a 70%
+ * copy as pN_0002.jpg; nf/nf_0001.jpg is a flat grey picture without a face. */
+static void make_photo_set(const char *root)
+{
+    struct fv_error err = {0};
+    char path[512];
+    for (int p = 1; p <= 6; p++) {
+        struct fv_image *img, *small;
+        snprintf(path, sizeof path, "tests/data/sample%d.jpg", p);
+        cr_assert_eq(fv_image_load(path, NULL, &img, &err), FV_OK, "%s", err.message);
+        cr_assert_eq(fv_image_resize(img, img->width * 7 / 10, img->height * 7 / 10, &small, &err), FV_OK);
+        snprintf(path, sizeof path, "%s/p%d", root, p);
+        cr_assert_eq(mkdir(path, 0755), 0);
+        snprintf(path, sizeof path, "%s/p%d/p%d_0001.jpg", root, p, p);
+        cr_assert_eq(fv_image_save(img, path, &err), FV_OK, "%s", err.message);
+        snprintf(path, sizeof path, "%s/p%d/p%d_0002.jpg", root, p, p);
+        cr_assert_eq(fv_image_save(small, path, &err), FV_OK, "%s", err.message);
+        fv_image_free(img);
+        fv_image_free(small);
+    }
+    struct fv_image *grey = fv_image_new(250, 250);
+    memset(grey->rgb, 128, 250 * 250 * 3);
+    snprintf(path, sizeof path, "%s/nf", root);
+    cr_assert_eq(mkdir(path, 0755), 0);
+    snprintf(path, sizeof path, "%s/nf/nf_0001.jpg", root);
+    cr_assert_eq(fv_image_save(grey, path, &err), FV_OK, "%s", err.message);
+    fv_image_free(grey);
+}
+
+TestSuite(batch_cli, .timeout = 300);
+
+Test(batch_cli, three_shards_give_the_single_process_report)
+{
+    if (!ready())
+        cr_skip_test("facever, models/ or tests/data/ missing");
+    char root[] = "/tmp/facever-batch-XXXXXX";
+    cr_assert_not_null(mkdtemp(root));
+    char images[128], pairs[128], shards[128], single[128], merged[128], args[4096];
+    snprintf(images, sizeof images, "%s/images", root);
+    cr_assert_eq(mkdir(images, 0755), 0);
+    make_photo_set(images);
+    snprintf(pairs, sizeof pairs, "%s/pairs.txt", root);
+    /* Two folds with disjoint images, so each fold's PCA has images to fit on. */
+    write_text(pairs, "FOLDS 2\n"
+                      "p1 1 2\np2 1 2\np3 1 2\np1 1 p2 2\np3 2 nf 1\n"
+                      "p4 1 2\np5 1 2\np6 1 2\np4 1 p5 2\np6 2 p5 1\n");
+    snprintf(shards, sizeof shards, "%s/shards", root);
+    snprintf(single, sizeof single, "%s/single.json", root);
+    snprintf(merged, sizeof merged, "%s/merged.json", root);
+    const char *protocol = "--pca-dim 3 --threads 1 --quiet";
+
+    char *out_single, *out, *err;
+    snprintf(args, sizeof args, "eval --images %s --pairs %s %s --no-cache --report %s", images,
+             pairs, protocol, single);
+    cr_assert_eq(run(args, &out_single, &err), 0, "%s%s", out_single, err);
+    free(err);
+    cr_assert(strstr(out_single, "no face: nf/nf_0001.jpg (center)"), "%s", out_single);
+
+    for (int i = 0; i < 3; i++) {
+        snprintf(args, sizeof args, "embed --pairs %s --root %s --shard %d/3 --out %s --threads 1",
+                 pairs, images, i, shards);
+        cr_assert_eq(run(args, &out, &err), 0, "shard %d: %s%s", i, out, err);
+        cr_assert(strstr(out, "faces detected in"), "%s", out);
+        free(out);
+        free(err);
+    }
+    /* A finished shard is not computed again. */
+    snprintf(args, sizeof args, "embed --pairs %s --root %s --shard 1/3 --out %s", pairs, images,
+             shards);
+    cr_assert_eq(run(args, &out, NULL), 0);
+    cr_assert(strstr(out, "already done") && !strstr(out, "faces detected in"), "%s", out);
+    free(out);
+
+    snprintf(args, sizeof args, "eval --features %s --pairs %s %s --report %s", shards, pairs,
+             protocol, merged);
+    cr_assert_eq(run(args, &out, &err), 0, "%s%s", out, err);
+    cr_assert(strstr(out, "from 3 shards"), "%s", out);
+    cr_assert_str_eq(after_features_line(out), after_features_line(out_single));
+    char *a = read_text(single), *b = read_text(merged);
+    cr_assert_str_eq(a, b, "the merged JSON report differs from the single-process one");
+    cr_assert(strstr(a, "\"images\":\t13") || strstr(a, "\"images\": 13"), "%.300s", a);
+    free(a);
+    free(b);
+    free(out);
+    free(err);
+
+    /* Other face options than the shards were made with: refused, naming a shard. */
+    snprintf(args, sizeof args, "eval --features %s --pairs %s %s --no-center-fallback", shards,
+             pairs, protocol);
+    cr_assert_eq(run(args, NULL, &err), 2);
+    cr_assert(strstr(err, "shard-00000-of-00003.json") && strstr(err, "centre"), "%s", err);
+    free(err);
+
+    /* A shard lost: refused; the same shard recomputed from a Slurm array task's
+     * environment: whole again. */
+    snprintf(args, sizeof args, "%s/shard-00002-of-00003.json", shards);
+    cr_assert_eq(unlink(args), 0);
+    snprintf(args, sizeof args, "eval --features %s --pairs %s %s", shards, pairs, protocol);
+    cr_assert_eq(run(args, NULL, &err), 2);
+    cr_assert(strstr(err, "1 of 3 shards missing (2)"), "%s", err);
+    free(err);
+    setenv("SLURM_ARRAY_TASK_ID", "7", 1);
+    setenv("SLURM_ARRAY_TASK_COUNT", "3", 1);
+    setenv("SLURM_ARRAY_TASK_MIN", "5", 1);
+    snprintf(args, sizeof args, "embed --pairs %s --root %s --shard auto --out %s --threads 1",
+             pairs, images, shards);
+    int rc = run(args, &out, &err);
+    unsetenv("SLURM_ARRAY_TASK_ID");
+    unsetenv("SLURM_ARRAY_TASK_COUNT");
+    unsetenv("SLURM_ARRAY_TASK_MIN");
+    cr_assert_eq(rc, 0, "%s%s", out, err);
+    cr_assert(strstr(out, "shard 2/3 (Slurm array)"), "%s", out);
+    free(out);
+    free(err);
+    snprintf(args, sizeof args, "eval --features %s --pairs %s %s --report %s", shards, pairs,
+             protocol, merged);
+    cr_assert_eq(run(args, &out, NULL), 0, "%s", out);
+    a = read_text(single);
+    b = read_text(merged);
+    cr_assert_str_eq(a, b);
+    free(a);
+    free(b);
+    free(out);
+    free(out_single);
+
+    /* An unreadable image: single-process eval refuses the run, and so does the merge. */
+    snprintf(args, sizeof args, "%s/p1/p1_0002.jpg", images);
+    write_text(args, "not a picture");
+    snprintf(args, sizeof args, "eval --images %s --pairs %s %s --no-cache", images, pairs, protocol);
+    cr_assert_eq(run(args, NULL, &err), 2);
+    cr_assert(strstr(err, "1 images could not be read or embedded"), "%s", err);
+    free(err);
+    snprintf(args, sizeof args, "embed --pairs %s --root %s --shard 0/1 --out %s/one --threads 1",
+             pairs, images, root);
+    cr_assert_eq(run(args, NULL, &err), 0, "%s", err);
+    cr_assert(strstr(err, "1 image could not be read"), "%s", err);
+    free(err);
+    snprintf(args, sizeof args, "eval --features %s/one --pairs %s %s", root, pairs, protocol);
+    cr_assert_eq(run(args, NULL, &err), 2);
+    cr_assert(strstr(err, "1 images could not be read or embedded (first: p1/p1_0002.jpg)"), "%s",
+              err);
+    free(err);
+
+    snprintf(args, sizeof args, "rm -rf %s", root);
+    cr_expect_eq(system(args), 0);
 }
