@@ -45,7 +45,6 @@ struct listener {
 
 struct request {
     struct fv_server *server;
-    const struct listener *listener;
     struct MHD_Connection *connection;
     struct request *next_queued;
     double start_ms;
@@ -189,7 +188,6 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *connectio
     if (!rq)
         return NULL;
     rq->server = s;
-    rq->listener = l;
     rq->connection = connection;
     rq->start_ms = now_ms();
     rq->route = -1;
