@@ -22,19 +22,42 @@
 /* ---- a facever server as a child process ---- */
 
 /* Servers this test process started, so that a failed assertion (which ends
- * the test early) does not leave one running: the suite's fini kills them. */
-static struct server *started[4];
+ * the test early) does not leave one running: the suite's fini kills them.
+ * Copies of their pid and log path, not pointers: a test's struct server lives
+ * on its stack, which is gone by the time fini runs. */
+#define STARTED_MAX 8
+static struct {
+    pid_t pid;
+    char log_path[64];
+} started[STARTED_MAX];
+
+static void remember(const struct server *s)
+{
+    for (int i = 0; i < STARTED_MAX; i++)
+        if (started[i].pid <= 0) {
+            started[i].pid = s->pid;
+            snprintf(started[i].log_path, sizeof started[i].log_path, "%s", s->log_path);
+            return;
+        }
+    cr_assert_fail("more than %d servers at once", STARTED_MAX);
+}
+
+static void forget(pid_t pid)
+{
+    for (int i = 0; i < STARTED_MAX; i++)
+        if (started[i].pid == pid)
+            started[i].pid = 0;
+}
 
 void harness_kill_servers(void)
 {
-    for (int i = 0; i < 4; i++) {
-        if (started[i] && started[i]->pid > 0) {
-            kill(started[i]->pid, SIGKILL);
-            waitpid(started[i]->pid, NULL, 0);
-            unlink(started[i]->log_path);
-            started[i]->pid = 0;
+    for (int i = 0; i < STARTED_MAX; i++) {
+        if (started[i].pid > 0) {
+            kill(started[i].pid, SIGKILL);
+            waitpid(started[i].pid, NULL, 0);
+            unlink(started[i].log_path);
         }
-        started[i] = NULL;
+        started[i].pid = 0;
     }
 }
 
@@ -111,11 +134,7 @@ void harness_server_start(struct server *s, const char *data_file, const char *c
         _exit(127);
     }
     close(fd);
-    for (int i = 0; i < 4; i++)
-        if (!started[i] || started[i] == s || started[i]->pid <= 0) {
-            started[i] = s;
-            break;
-        }
+    remember(s);
     s->port = 0;
     s->admin_port = -1;
     for (double deadline = harness_now_s() + 30; harness_now_s() < deadline && !s->port;
@@ -129,6 +148,7 @@ void harness_server_start(struct server *s, const char *data_file, const char *c
         free(log);
         int status;
         if (!s->port && waitpid(s->pid, &status, WNOHANG) == s->pid) {
+            forget(s->pid);
             s->pid = 0; /* reaped: nothing left for the suite's fini to kill */
             char *text = harness_read_log(s);
             unlink(s->log_path);
@@ -138,22 +158,35 @@ void harness_server_start(struct server *s, const char *data_file, const char *c
     cr_assert_gt(s->port, 0, "no 'listening on' line from facever serve");
 }
 
+int harness_server_wait(struct server *s, double limit_s)
+{
+    if (s->pid <= 0)
+        return -1;
+    int status = 0;
+    for (double deadline = harness_now_s() + limit_s; harness_now_s() < deadline;
+         usleep(10000)) {
+        if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
+            forget(s->pid);
+            s->pid = 0;
+            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        }
+    }
+    return -2;
+}
+
 int harness_server_stop(struct server *s, double limit_s)
 {
     if (s->pid <= 0)
         return -1;
     kill(s->pid, SIGTERM);
-    int status = 0;
-    for (double deadline = harness_now_s() + limit_s; harness_now_s() < deadline;
-         usleep(10000)) {
-        if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
-            s->pid = 0;
-            unlink(s->log_path);
-            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        }
+    int rc = harness_server_wait(s, limit_s);
+    if (rc != -2) {
+        unlink(s->log_path);
+        return rc;
     }
     kill(s->pid, SIGKILL);
-    waitpid(s->pid, &status, 0);
+    waitpid(s->pid, NULL, 0);
+    forget(s->pid);
     s->pid = 0;
     return -1;
 }

@@ -57,8 +57,13 @@ int harness_send_partial(const struct server *s, const char *head);
 void harness_server_start(struct server *s, const char *data_file, const char *const *extra);
 
 /* SIGTERM and wait; the exit status, or -1 when it did not exit by itself within
- * limit_s (it is then killed). */
+ * limit_s (it is then killed). Removes the log. */
 int harness_server_stop(struct server *s, double limit_s);
+
+/* Waits up to limit_s for the server to exit after a signal the test sent: its
+ * exit status (-1 when killed by a signal), or -2 when it is still running (it
+ * is then left for harness_kill_servers). Keeps the log (harness_read_log). */
+int harness_server_wait(struct server *s, double limit_s);
 
 /* Kills every server this process started that is still running; for a suite's
  * .fini, so that a failed assertion does not leave one behind. */

@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "api/auth.h"
@@ -871,14 +870,9 @@ Test(server, sigterm_lets_requests_in_flight_finish, .timeout = 60)
         harness_resp_free(&calls[i].r);
     }
     cr_assert_gt(finished - t_signal, 0.1, "the requests were still running at SIGTERM");
-    int status = 0;
-    double deadline = harness_now_s() + 20;
-    pid_t done = 0;
-    while (harness_now_s() < deadline && (done = waitpid(s.pid, &status, WNOHANG)) == 0)
-        usleep(10000);
-    cr_assert_eq(done, s.pid, "facever serve did not exit after SIGTERM");
-    s.pid = 0; /* reaped: nothing left for the suite's fini to kill */
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
+    int status = harness_server_wait(&s, 20);
+    cr_assert_neq(status, -2, "facever serve did not exit after SIGTERM");
+    cr_assert_eq(status, 0, "exit status %d", status);
     /* and no longer accepts */
     struct resp r = harness_get(&s, "/healthz");
     cr_assert_eq(r.status, 0);
@@ -1090,4 +1084,5 @@ Test(server, phone_photos_and_a_truncated_one, .timeout = 60)
     harness_resp_free(&r);
     free(a.data);
     free(b.data);
+    cr_assert_eq(harness_server_stop(&s, 20), 0);
 }

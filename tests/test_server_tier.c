@@ -477,16 +477,12 @@ Test(server_tier, sigterm_drains_then_stops, .timeout = 90)
         loads[i] = (struct load){&s, text, t0 + DRAIN + 5, 0, 0, 0, 0};
         pthread_create(&threads[i], NULL, load_main, &loads[i]);
     }
-    int status = 0;
-    pid_t done = 0;
-    while (harness_now_s() < t0 + DRAIN + 30 && (done = waitpid(s.pid, &status, WNOHANG)) == 0)
-        usleep(10000);
+    int status = harness_server_wait(&s, DRAIN + 30 - (harness_now_s() - t0));
     double exited = harness_now_s() - t0;
     for (int i = 0; i < CLIENTS; i++)
         pthread_join(threads[i], NULL);
-    cr_assert_eq(done, s.pid, "facever serve did not exit after its drain");
-    s.pid = 0;
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
+    cr_assert_neq(status, -2, "facever serve did not exit after its drain");
+    cr_assert_eq(status, 0, "exit status %d", status);
     cr_assert_geq(exited, DRAIN - 0.2, "exited %.2f s after SIGTERM, drain is %d s", exited,
                   DRAIN);
     cr_assert_lt(exited, DRAIN + 10.0, "exited %.2f s after SIGTERM", exited);
@@ -529,13 +525,9 @@ Test(server_tier, second_signal_ends_the_drain, .timeout = 60)
     harness_resp_free(&r);
     double t0 = harness_now_s();
     kill(s.pid, SIGINT);
-    int status = 0;
-    pid_t done = 0;
-    while (harness_now_s() < t0 + 20 && (done = waitpid(s.pid, &status, WNOHANG)) == 0)
-        usleep(10000);
-    cr_assert_eq(done, s.pid, "still draining after a second signal");
-    s.pid = 0;
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    int status = harness_server_wait(&s, 20);
+    cr_assert_neq(status, -2, "still draining after a second signal");
+    cr_assert_eq(status, 0, "exit status %d", status);
     cr_assert_lt(harness_now_s() - t0, 5.0);
     char *log = harness_read_log(&s);
     cr_assert_not_null(strstr(log, "SIGINT received again, ending the drain early"), "%s", log);
