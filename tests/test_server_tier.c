@@ -184,6 +184,11 @@ Test(server_tier, bad_trusted_proxies_are_refused_at_start)
              harness_facever_path());
     int status = system(cmd);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2, "status %d", status);
+    /* the environment variable is read like the flag */
+    snprintf(cmd, sizeof cmd,
+             "FACEVER_TRUSTED_PROXIES='127.0.0.1,,::1' %s serve --port 0 2>&1 | grep -q 'empty'",
+             harness_facever_path());
+    cr_assert_eq(system(cmd), 0, "$FACEVER_TRUSTED_PROXIES is checked too");
 }
 
 /* ---- the admin listener ---- */
