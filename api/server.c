@@ -272,10 +272,13 @@ static int content_type_ok(const char *ct)
 static void run_handler(struct fv_server *s, struct request *rq,
                         struct fv_pipeline_worker *worker)
 {
-    struct fv_handler_env env = {&s->config,    s->config.pipeline,
-                                 worker,        s->metrics,
-                                 s->evaluations, s,
-                                 atomic_load(&s->draining)};
+    struct fv_handler_env env = {.config = &s->config,
+                                 .pipeline = s->config.pipeline,
+                                 .worker = worker,
+                                 .metrics = s->metrics,
+                                 .evaluations = s->evaluations,
+                                 .server = s,
+                                 .draining = atomic_load(&s->draining)};
     struct fv_request req = {rq->method, rq->path, rq->content_type, rq->body, rq->size};
     fv_routes[rq->route].handler(&env, &req, &rq->reply);
 }

@@ -237,6 +237,10 @@ int fv_cmd_serve(int argc, char **argv)
             return 2;
         }
     }
+    if (o.server.admin_host && o.server.admin_port < 0) {
+        fprintf(stderr, "facever serve: --admin-host needs --admin-port\n");
+        return 2;
+    }
     if (p.policy == FV_FACE_ALL) {
         fprintf(stderr, "facever serve: the default policy must be largest or center\n");
         return 2;
