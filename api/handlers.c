@@ -359,12 +359,31 @@ static int load_side(const struct fv_handler_env *env, const struct input *in, s
         pipeline_error(st, &err, s->image_field, r);
         goto fail;
     }
-    fv_metrics_faces(env->metrics, s->n_faces);
     s->embedding = s->faces[0].embedding;
     return 0;
 fail:
     free(b.owned);
     return r->status;
+}
+
+/* image2's side of a verify, run as a side job: on another worker when one is
+ * idle, else after image1 on this one. Its reply is its own, so the two sides
+ * never write one reply at once. */
+struct side_task {
+    const struct fv_handler_env *env;
+    const struct input *in;
+    struct side *side;
+    float *buffer;
+    struct fv_reply reply;
+    int status;
+};
+
+static void run_side(void *arg, struct fv_pipeline_worker *worker)
+{
+    struct side_task *t = arg;
+    struct fv_handler_env env = *t->env;
+    env.worker = worker;
+    t->status = load_side(&env, t->in, t->side, FV_FACE_ALL, t->buffer, &t->reply);
 }
 
 void fv_handle_verify(const struct fv_handler_env *env, const struct fv_request *req,
@@ -399,10 +418,30 @@ void fv_handle_verify(const struct fv_handler_env *env, const struct fv_request 
     int return_embeddings;
     if (input_policy(&in, env->config->policy, 0, &policy, r) ||
         input_threshold(env, &in, &threshold, r) ||
-        input_bool(&in, "return_embeddings", &return_embeddings, r) ||
-        load_side(env, &in, &a, policy, buffers, r) ||
-        load_side(env, &in, &b, FV_FACE_ALL, buffers + dim, r))
+        input_bool(&in, "return_embeddings", &return_embeddings, r))
         goto done;
+    /* Two images: image2 goes to an idle worker, if there is one, while this one
+     * does image1; the answer is the same either way. */
+    struct side_task task = {env, &in, &b, buffers + dim, {0}, 0};
+    struct fv_side_job job = {run_side, &task, 0, 0, NULL};
+    int offered = input_has(&in, a.image_field) && input_has(&in, b.image_field) &&
+                  fv_side_job_offer(env, &job);
+    int failed = load_side(env, &in, &a, policy, buffers, r);
+    if (offered)
+        fv_side_job_join(env, &job);
+    else if (!failed)
+        run_side(&task, env->worker);
+    if (!failed && task.status) {
+        fv_reply_clear(r);
+        *r = task.reply; /* image2's error, which becomes the answer */
+        task.reply = (struct fv_reply){0};
+    }
+    fv_reply_clear(&task.reply);
+    if (failed || task.status)
+        goto done;
+    if (job.ran_elsewhere)
+        fv_metrics_verify_split(env->metrics);
+    fv_metrics_faces(env->metrics, a.n_faces + b.n_faces);
 
     /* image2 is searched: every face in it is scored, the best one is face2. */
     float score = fv_cosine(a.embedding, b.embedding, dim);
@@ -689,6 +728,11 @@ void fv_handle_readyz(const struct fv_handler_env *env, const struct fv_request 
     (void)req;
     if (!env->pipeline) {
         fv_reply_error(r, 503, "not_ready", NULL, "the pipeline is not loaded");
+        return;
+    }
+    if (env->draining) {
+        fv_reply_error(r, 503, "draining", NULL,
+                       "the server is draining before it stops: send new requests elsewhere");
         return;
     }
     static const char ok[] = "{\"status\":\"ready\"}";

@@ -29,7 +29,7 @@ struct fv_metrics {
     const char *const *names;
     int n_routes;
     struct route_stats *routes; /* n_routes + 1: the last is "other" */
-    unsigned long long faces, rejected;
+    unsigned long long faces, rejected, verify_split;
     long in_flight;
 };
 
@@ -103,6 +103,13 @@ void fv_metrics_rejected(struct fv_metrics *m)
 {
     pthread_mutex_lock(&m->lock);
     m->rejected++;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void fv_metrics_verify_split(struct fv_metrics *m)
+{
+    pthread_mutex_lock(&m->lock);
+    m->verify_split++;
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -184,6 +191,11 @@ char *fv_metrics_render(struct fv_metrics *m, size_t *size)
                "# TYPE facever_rejected_total counter\n"
                "facever_rejected_total %llu\n",
            m->rejected);
+    append(&t, "# HELP facever_verify_split_total Verifies whose two images ran on two workers "
+               "at once (one was idle).\n"
+               "# TYPE facever_verify_split_total counter\n"
+               "facever_verify_split_total %llu\n",
+           m->verify_split);
     pthread_mutex_unlock(&m->lock);
     if (t.failed) {
         free(t.s);

@@ -30,6 +30,8 @@ void fv_metrics_faces(struct fv_metrics *m, long count);
 void fv_metrics_in_flight(struct fv_metrics *m, int delta);
 /* A request turned away with 429 because every worker was busy and the queue full. */
 void fv_metrics_rejected(struct fv_metrics *m);
+/* A verify whose two images ran on two workers at once. */
+void fv_metrics_verify_split(struct fv_metrics *m);
 
 /* The exposition text (malloc'd, NUL-terminated; caller frees), or NULL when
  * out of memory. */

@@ -21,6 +21,7 @@
 struct fv_pipeline;
 struct fv_pipeline_worker;
 struct fv_evaluations;
+struct fv_server;
 
 /* What a handler may use. worker is NULL for routes that do not run the pipeline. */
 struct fv_handler_env {
@@ -29,7 +30,38 @@ struct fv_handler_env {
     struct fv_pipeline_worker *worker;
     struct fv_metrics *metrics;
     struct fv_evaluations *evaluations; /* the evaluation jobs (evaluations.h) */
+    struct fv_server *server;           /* for side jobs; NULL: none (run them in place) */
+    int draining;                       /* fv_server_drain was called: /readyz says 503 */
 };
+
+/* Part of a worker route's work that another pipeline worker may run at the
+ * same time, when one is idle (the second image of a verify):
+ *
+ *   struct fv_side_job job = {run, arg};
+ *   int offered = fv_side_job_offer(env, &job);  // 0: nobody idle, or no server
+ *   ... the handler's own part ...
+ *   if (offered)
+ *       fv_side_job_join(env, &job);  // waits for it, or runs it here if not yet taken
+ *   else
+ *       run(arg, env->worker);
+ *
+ * run gets the pipeline worker of the thread that runs it. A job is offered
+ * only while a worker is idle and no request waits, so it never holds up the
+ * queue, and join never waits for a job nobody has started: no deadlock, and
+ * at worst the owner runs both parts, as without side jobs. job must stay
+ * where it is until join returns; job.ran_elsewhere then says whether another
+ * worker ran it. */
+struct fv_side_job {
+    void (*run)(void *arg, struct fv_pipeline_worker *worker);
+    void *arg;
+    /* server.c's */
+    int state;
+    int ran_elsewhere;
+    struct fv_side_job *next;
+};
+
+int fv_side_job_offer(const struct fv_handler_env *env, struct fv_side_job *job);
+void fv_side_job_join(const struct fv_handler_env *env, struct fv_side_job *job);
 
 struct fv_request {
     const char *method;

@@ -6,18 +6,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api/auth.h"
+#include "api/proxy.h"
 #include "api/server.h"
 #include "cmd/cli.h"
 
 static const char serve_usage[] =
     "usage: facever serve [--host 127.0.0.1] [--port 8080] [--threads N] [options]\n\n"
     "Runs the HTTP JSON API (POST /v1/verify, /v1/embed, /v1/detect; GET /v1/models,\n"
-    "/healthz, /readyz, /metrics, /openapi.json) until SIGTERM or SIGINT, then lets\n"
-    "requests in flight finish and exits 0. Each option can also come from the\n"
-    "environment variable named after it; flags win.\n\n"
+    "/healthz, /readyz, /metrics, /openapi.json) until SIGTERM or SIGINT. Then it\n"
+    "drains: /readyz answers 503 and answers carry Connection: close, while requests\n"
+    "are still served for --drain-seconds (a second signal cuts this short); then it\n"
+    "stops listening, lets requests in flight finish and exits 0. Each option can\n"
+    "also come from the environment variable named after it; flags win.\n\n"
     "server options:\n"
     "  --host ADDR          address to bind (default 127.0.0.1; $FACEVER_HOST)\n"
     "  --port N             port, 0 for any free one (default 8080; $FACEVER_PORT)\n"
@@ -35,7 +39,18 @@ static const char serve_usage[] =
     "  --request-timeout S  answer 408 when a body is still arriving after S seconds\n"
     "                       (default 60; $FACEVER_REQUEST_TIMEOUT)\n"
     "  --max-connections-per-ip N  open connections from one address (default 32;\n"
-    "                       $FACEVER_MAX_CONNECTIONS_PER_IP)\n"
+    "                       $FACEVER_MAX_CONNECTIONS_PER_IP); trusted proxies are exempt\n"
+    "  --trusted-proxies LIST  comma-separated addresses or networks (10.0.0.0/8, ::1)\n"
+    "                       of reverse proxies: exempt from the per-address limit, and\n"
+    "                       their X-Forwarded-For / X-Real-IP name the client in the\n"
+    "                       log (default none; $FACEVER_TRUSTED_PROXIES)\n"
+    "  --admin-port N       a second listener serving only /healthz, /readyz and\n"
+    "                       /metrics, outside the public connection limits (default\n"
+    "                       none; 0 any free port; $FACEVER_ADMIN_PORT)\n"
+    "  --admin-host ADDR    its address (default: --host; $FACEVER_ADMIN_HOST)\n"
+    "  --drain-seconds S    after SIGTERM, keep serving this long with /readyz 503\n"
+    "                       before the listener stops (default 5, 0 none;\n"
+    "                       $FACEVER_DRAIN_SECONDS)\n"
     "  --data-root DIR      folder evaluations may read from ($FACEVER_DATA_ROOT)\n"
     "  --jobs-dir DIR       keep evaluation jobs in DIR, shared by every replica, so any\n"
     "                       replica answers for any job ($FACEVER_JOBS_DIR)\n"
@@ -50,6 +65,7 @@ static const char serve_usage[] =
 struct serve_options {
     struct fv_server_config server;
     const char *api_keys_path;
+    int drain_seconds;
 };
 
 /* Consumes a server option: 1 consumed, 0 not one, -1 error (printed). */
@@ -66,6 +82,7 @@ static int serve_option(struct serve_options *o, int argc, char **argv, int *i)
         {"--queue", 0, 100000},         {"--max-body", 1024, 1L << 40}, {"--max-batch", 1, 1024},
         {"--max-connections", 1, 100000}, {"--timeout", 1, 86400},
         {"--request-timeout", 1, 86400}, {"--max-connections-per-ip", 1, 100000},
+        {"--admin-port", 0, 65535},     {"--drain-seconds", 0, 3600},
     };
     for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++) {
         if (strcmp(a, ints[k].name) != 0)
@@ -82,7 +99,9 @@ static int serve_option(struct serve_options *o, int argc, char **argv, int *i)
         case 6: o->server.max_connections = (unsigned)n; break;
         case 7: o->server.timeout_s = (unsigned)n; break;
         case 8: o->server.request_timeout_s = (unsigned)n; break;
-        default: o->server.max_connections_per_ip = (unsigned)n; break;
+        case 9: o->server.max_connections_per_ip = (unsigned)n; break;
+        case 10: o->server.admin_port = (int)n; break;
+        default: o->drain_seconds = (int)n; break;
         }
         (*i)++;
         return 1;
@@ -103,7 +122,11 @@ static int serve_option(struct serve_options *o, int argc, char **argv, int *i)
         if (fv_cli_parse_int("serve", a, v, 1000, 86400000, &n))
             return -1;
         o->server.jobs_lease_ms = (int)n;
-    } else
+    } else if (strcmp(a, "--trusted-proxies") == 0 && v)
+        o->server.trusted_proxies = v;
+    else if (strcmp(a, "--admin-host") == 0 && v)
+        o->server.admin_host = v;
+    else
         return 0;
     (*i)++;
     return 1;
@@ -126,6 +149,9 @@ static int apply_environment(struct serve_options *o, struct fv_cli_pipeline *p)
         {"FACEVER_PRECISION", "--precision"}, {"FACEVER_DETECT_MAX_SIDE", "--detect-max-side"},
         {"FACEVER_JOBS_DIR", "--jobs-dir"},   {"FACEVER_EVAL_KEEP", "--eval-keep"},
         {"FACEVER_JOBS_LEASE_MS", "--jobs-lease-ms"},
+        {"FACEVER_TRUSTED_PROXIES", "--trusted-proxies"},
+        {"FACEVER_ADMIN_PORT", "--admin-port"}, {"FACEVER_ADMIN_HOST", "--admin-host"},
+        {"FACEVER_DRAIN_SECONDS", "--drain-seconds"},
     };
     for (size_t k = 0; k < sizeof vars / sizeof vars[0]; k++) {
         char *value = getenv(vars[k][0]);
@@ -144,6 +170,55 @@ static int apply_environment(struct serve_options *o, struct fv_cli_pipeline *p)
     return 0;
 }
 
+static const char *signal_name(int sig)
+{
+    return sig == SIGTERM ? "SIGTERM" : "SIGINT";
+}
+
+static void print_listener(const char *what, const char *host, int port, const char *tail)
+{
+    int v6 = strchr(host, ':') != NULL;
+    fprintf(stderr, "facever: %s http://%s%s%s:%d%s\n", what, v6 ? "[" : "", host, v6 ? "]" : "",
+            port, tail);
+}
+
+/* After the first stop signal: readiness turns 503 at once and requests are
+ * still served for `seconds`, so that a balancer notices and sends new ones
+ * elsewhere before the listener closes; a second signal ends the wait. */
+static void drain(struct fv_server *server, const sigset_t *stop, int sig, int seconds)
+{
+    if (seconds <= 0) {
+        fprintf(stderr, "facever: %s received, finishing requests in flight\n",
+                signal_name(sig));
+        return;
+    }
+    fv_server_drain(server);
+    fprintf(stderr,
+            "facever: %s received, draining for %d s: /readyz answers 503, requests are "
+            "still served\n",
+            signal_name(sig), seconds);
+    struct timespec deadline, now;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += seconds;
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double left = (double)(deadline.tv_sec - now.tv_sec) +
+                      (double)(deadline.tv_nsec - now.tv_nsec) / 1e9;
+        if (left <= 0) {
+            fprintf(stderr, "facever: drain over after %d s\n", seconds);
+            return;
+        }
+        struct timespec wait = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
+        int got = sigtimedwait(stop, NULL, &wait);
+        if (got == SIGTERM || got == SIGINT) {
+            fprintf(stderr, "facever: %s received again, ending the drain early\n",
+                    signal_name(got));
+            return;
+        }
+        /* EAGAIN: the time is up (checked above); EINTR: wait again */
+    }
+}
+
 static long cpu_count(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -157,6 +232,7 @@ int fv_cmd_serve(int argc, char **argv)
     fv_server_default_config(&o.server);
     o.server.threads = (int)cpu_count();
     o.api_keys_path = NULL;
+    o.drain_seconds = 5;
     fv_cli_pipeline_defaults(&p);
     if (apply_environment(&o, &p))
         return 2;
@@ -176,6 +252,10 @@ int fv_cmd_serve(int argc, char **argv)
             return 2;
         }
     }
+    if (o.server.admin_host && o.server.admin_port < 0) {
+        fprintf(stderr, "facever serve: --admin-host needs --admin-port\n");
+        return 2;
+    }
     if (p.policy == FV_FACE_ALL) {
         fprintf(stderr, "facever serve: the default policy must be largest or center\n");
         return 2;
@@ -188,6 +268,13 @@ int fv_cmd_serve(int argc, char **argv)
     struct fv_pipeline *pipe = NULL;
     struct fv_server *server = NULL;
     int rc = 2;
+    /* Checked again by the server; here so that a typo fails before the models load. */
+    struct fv_proxy_list *trusted = NULL;
+    if (fv_proxy_list_parse(o.server.trusted_proxies, &trusted, &err)) {
+        fv_error_prefix(&err, "--trusted-proxies: ");
+        goto done;
+    }
+    fv_proxy_list_free(trusted);
     if (o.api_keys_path && fv_api_keys_load(o.api_keys_path, &keys, &err))
         goto done;
     if (fv_cli_pipeline_open(&p, &pipe, &err))
@@ -205,21 +292,25 @@ int fv_cmd_serve(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (fv_server_start(&o.server, &server, &err))
         goto done;
-    const char *host = o.server.host;
-    int v6 = strchr(host, ':') != NULL;
-    fprintf(stderr, "facever: listening on http://%s%s%s:%d\n", v6 ? "[" : "", host, v6 ? "]" : "",
-            fv_server_port(server));
+    print_listener("listening on", o.server.host, fv_server_port(server), "");
+    if (fv_server_admin_port(server) >= 0)
+        print_listener("admin endpoints on",
+                       o.server.admin_host ? o.server.admin_host : o.server.host,
+                       fv_server_admin_port(server), " (/healthz, /readyz, /metrics)");
     fprintf(stderr, "facever: %d workers, model %s (dim %d, %s, cpu %s, threshold %.4f)%s\n",
             o.server.threads, fv_pipeline_model_meta(pipe)->name, fv_pipeline_dim(pipe),
             fv_precision_name(fv_pipeline_precision(pipe)),
             fv_cpu_level_name(fv_pipeline_cpu_level(pipe)),
             isnan(o.server.threshold) ? fv_pipeline_threshold(pipe) : o.server.threshold,
             keys ? ", API keys required" : "");
+    if (o.server.trusted_proxies && *o.server.trusted_proxies)
+        fprintf(stderr, "facever: trusted proxies %s\n", o.server.trusted_proxies);
     int sig = 0;
     while (sigwait(&stop, &sig) != 0)
         ;
-    fprintf(stderr, "facever: %s received, finishing requests in flight\n",
-            sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    drain(server, &stop, sig, o.drain_seconds);
+    fprintf(stderr, "facever: closing the listener, finishing %ld requests in flight\n",
+            fv_server_in_flight(server));
     fv_server_stop(server);
     fprintf(stderr, "facever: stopped\n");
     rc = 0;

@@ -27,7 +27,8 @@ rss_kb() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status"; }
 # Small limits so the limits are what gets hit: 1 MiB bodies, 2 s idle timeout.
 ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=1:log_path=$work/asan" OPENBLAS_NUM_THREADS=1 \
     "$facever" serve --host 127.0.0.1 --port 0 --threads 2 --max-body 1048576 --timeout 2 \
-    --data-root "$work/data" 2> "$work/server.log" &
+    --data-root "$work/data" --trusted-proxies 127.0.0.1 --drain-seconds 0 \
+    2> "$work/server.log" &
 pid=$!
 port=
 for _ in $(seq 1 300); do

@@ -22,19 +22,42 @@
 /* ---- a facever server as a child process ---- */
 
 /* Servers this test process started, so that a failed assertion (which ends
- * the test early) does not leave one running: the suite's fini kills them. */
-static struct server *started[4];
+ * the test early) does not leave one running: the suite's fini kills them.
+ * Copies of their pid and log path, not pointers: a test's struct server lives
+ * on its stack, which is gone by the time fini runs. */
+#define STARTED_MAX 8
+static struct {
+    pid_t pid;
+    char log_path[64];
+} started[STARTED_MAX];
+
+static void remember(const struct server *s)
+{
+    for (int i = 0; i < STARTED_MAX; i++)
+        if (started[i].pid <= 0) {
+            started[i].pid = s->pid;
+            snprintf(started[i].log_path, sizeof started[i].log_path, "%s", s->log_path);
+            return;
+        }
+    cr_assert_fail("more than %d servers at once", STARTED_MAX);
+}
+
+static void forget(pid_t pid)
+{
+    for (int i = 0; i < STARTED_MAX; i++)
+        if (started[i].pid == pid)
+            started[i].pid = 0;
+}
 
 void harness_kill_servers(void)
 {
-    for (int i = 0; i < 4; i++) {
-        if (started[i] && started[i]->pid > 0) {
-            kill(started[i]->pid, SIGKILL);
-            waitpid(started[i]->pid, NULL, 0);
-            unlink(started[i]->log_path);
-            started[i]->pid = 0;
+    for (int i = 0; i < STARTED_MAX; i++) {
+        if (started[i].pid > 0) {
+            kill(started[i].pid, SIGKILL);
+            waitpid(started[i].pid, NULL, 0);
+            unlink(started[i].log_path);
         }
-        started[i] = NULL;
+        started[i].pid = 0;
     }
 }
 
@@ -73,14 +96,28 @@ char *harness_read_log(const struct server *s)
     return text;
 }
 
+/* The port of the URL after `what` in the log ("http://host:PORT..."), -1 when absent. */
+static int log_port(const char *log, const char *what)
+{
+    const char *url = strstr(log, what);
+    if (!url)
+        return -1;
+    const char *end = url + strlen(what);
+    if (*end == '[') /* an IPv6 address: skip to its end */
+        end = strchr(end, ']');
+    end = end ? strchr(end, ':') : NULL;
+    return end ? atoi(end + 1) : -1;
+}
+
 void harness_server_start(struct server *s, const char *data_file, const char *const *extra)
 {
     harness_skip_without_assets(data_file);
     snprintf(s->log_path, sizeof s->log_path, "/tmp/facever-test-%d-XXXXXX", (int)getpid());
     int fd = mkstemp(s->log_path);
     cr_assert(fd >= 0);
-    const char *argv[40] = {harness_facever_path(), "serve", "--port", "0", "--threads", "2"};
-    int argc = 6;
+    const char *argv[40] = {harness_facever_path(), "serve", "--port", "0", "--threads", "2",
+                            "--drain-seconds", "0"};
+    int argc = 8;
     for (int i = 0; extra && extra[i]; i++) {
         cr_assert_lt(argc, 39, "too many arguments");
         argv[argc++] = extra[i];
@@ -97,26 +134,21 @@ void harness_server_start(struct server *s, const char *data_file, const char *c
         _exit(127);
     }
     close(fd);
-    for (int i = 0; i < 4; i++)
-        if (!started[i] || started[i] == s || started[i]->pid <= 0) {
-            started[i] = s;
-            break;
-        }
+    remember(s);
     s->port = 0;
+    s->admin_port = -1;
     for (double deadline = harness_now_s() + 30; harness_now_s() < deadline && !s->port;
          usleep(20000)) {
         char *log = harness_read_log(s);
-        const char *line = strstr(log, "listening on http://");
-        const char *nl = line ? strchr(line, '\n') : NULL;
-        if (nl) {
-            const char *colon = nl;
-            while (colon > line && *colon != ':')
-                colon--;
-            s->port = atoi(colon + 1);
+        /* the model line comes after the listener lines, so both are complete */
+        if (strstr(log, " workers, model ")) {
+            s->port = log_port(log, "listening on http://");
+            s->admin_port = log_port(log, "admin endpoints on http://");
         }
         free(log);
         int status;
         if (!s->port && waitpid(s->pid, &status, WNOHANG) == s->pid) {
+            forget(s->pid);
             s->pid = 0; /* reaped: nothing left for the suite's fini to kill */
             char *text = harness_read_log(s);
             unlink(s->log_path);
@@ -126,22 +158,35 @@ void harness_server_start(struct server *s, const char *data_file, const char *c
     cr_assert_gt(s->port, 0, "no 'listening on' line from facever serve");
 }
 
+int harness_server_wait(struct server *s, double limit_s)
+{
+    if (s->pid <= 0)
+        return -1;
+    int status = 0;
+    for (double deadline = harness_now_s() + limit_s; harness_now_s() < deadline;
+         usleep(10000)) {
+        if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
+            forget(s->pid);
+            s->pid = 0;
+            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        }
+    }
+    return -2;
+}
+
 int harness_server_stop(struct server *s, double limit_s)
 {
     if (s->pid <= 0)
         return -1;
     kill(s->pid, SIGTERM);
-    int status = 0;
-    for (double deadline = harness_now_s() + limit_s; harness_now_s() < deadline;
-         usleep(10000)) {
-        if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
-            s->pid = 0;
-            unlink(s->log_path);
-            return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        }
+    int rc = harness_server_wait(s, limit_s);
+    if (rc != -2) {
+        unlink(s->log_path);
+        return rc;
     }
     kill(s->pid, SIGKILL);
-    waitpid(s->pid, &status, 0);
+    waitpid(s->pid, NULL, 0);
+    forget(s->pid);
     s->pid = 0;
     return -1;
 }
@@ -171,6 +216,10 @@ static size_t on_header(char *data, size_t size, size_t n, void *user)
         snprintf(r->allow, sizeof r->allow, "%.*s", (int)(end - 7), data + 7);
     if (end > 14 && strncasecmp(data, "Content-Type: ", 14) == 0)
         snprintf(r->content_type, sizeof r->content_type, "%.*s", (int)(end - 14), data + 14);
+    if (end > 14 && strncasecmp(data, "X-Request-Id: ", 14) == 0)
+        snprintf(r->request_id, sizeof r->request_id, "%.*s", (int)(end - 14), data + 14);
+    if (end > 12 && strncasecmp(data, "Connection: ", 12) == 0)
+        snprintf(r->connection, sizeof r->connection, "%.*s", (int)(end - 12), data + 12);
     return len;
 }
 
@@ -185,10 +234,17 @@ struct resp harness_http(const struct server *s, const char *method, const char 
                          const char *content_type, const void *body, size_t size,
                          const char *const *headers)
 {
+    return harness_http_port(s->port, method, path, content_type, body, size, headers, 0);
+}
+
+struct resp harness_http_port(int port, const char *method, const char *path,
+                              const char *content_type, const void *body, size_t size,
+                              const char *const *headers, double timeout_s)
+{
     struct resp r = {0};
     CURL *c = curl_easy_init();
     char url[256], ct[256];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", s->port, path);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", port, path);
     struct curl_slist *h = curl_slist_append(NULL, "Expect:");
     if (content_type) {
         snprintf(ct, sizeof ct, "Content-Type: %s", content_type);
@@ -203,7 +259,7 @@ struct resp harness_http(const struct server *s, const char *method, const char 
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_s > 0 ? (long)(timeout_s * 1e3) : 60000L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     if (body) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
@@ -306,6 +362,66 @@ struct bytes harness_face_crop(const struct fv_image *img, const float box[4], f
     fv_image_free(crop);
     fv_image_free(scaled);
     return b;
+}
+
+void harness_samples_load(const struct server *s, struct samples *t)
+{
+    t->photo = harness_read_file("tests/data/sample1.jpg");
+    cJSON *body = cJSON_CreateObject();
+    char *b64 = harness_base64(&t->photo);
+    cJSON_AddStringToObject(body, "image", b64);
+    free(b64);
+    struct resp r = harness_post_json(s, "/v1/detect", body);
+    cJSON_Delete(body);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_eq(cJSON_GetObjectItem(r.json, "width")->valueint, 1920);
+    const cJSON *faces = cJSON_GetObjectItem(r.json, "faces");
+    t->n_faces = cJSON_GetArraySize(faces);
+    cr_assert_geq(t->n_faces, 2, "sample1.jpg should show several people");
+    float boxes[2][4];
+    for (int i = 0; i < 2; i++) {
+        const cJSON *box = cJSON_GetObjectItem(cJSON_GetArrayItem(faces, i), "box");
+        cr_assert_eq(cJSON_GetArraySize(box), 4);
+        for (int k = 0; k < 4; k++)
+            boxes[i][k] = (float)cJSON_GetArrayItem(box, k)->valuedouble;
+    }
+    memcpy(t->box_a, boxes[0], sizeof t->box_a);
+    harness_resp_free(&r);
+    struct fv_image *img = NULL;
+    struct fv_error err = {0};
+    cr_assert_eq(fv_image_decode(t->photo.data, t->photo.size, NULL, &img, &err), FV_OK);
+    t->face_a = harness_face_crop(img, boxes[0], 1.0f, 95);
+    t->face_a2 = harness_face_crop(img, boxes[0], 0.7f, 70);
+    t->face_b = harness_face_crop(img, boxes[1], 1.0f, 95);
+    fv_image_free(img);
+    struct fv_image *grey = fv_image_new(160, 160);
+    memset(grey->rgb, 128, (size_t)160 * 160 * 3);
+    cr_assert_eq(fv_image_encode_png(grey, &t->blank.data, &t->blank.size, &err), FV_OK);
+    fv_image_free(grey);
+}
+
+void harness_samples_free(struct samples *t)
+{
+    free(t->photo.data);
+    free(t->face_a.data);
+    free(t->face_a2.data);
+    free(t->face_b.data);
+    free(t->blank.data);
+}
+
+cJSON *harness_verify_body(const struct bytes *a, const struct bytes *b)
+{
+    cJSON *root = cJSON_CreateObject();
+    char *s1 = harness_base64(a), *s2 = harness_base64(b);
+    cJSON_AddStringToObject(root, "image1", s1);
+    /* image2 as a data URI, which clients built on browsers send */
+    char *uri = malloc(strlen(s2) + 32);
+    sprintf(uri, "data:image/jpeg;base64,%s", s2);
+    cJSON_AddStringToObject(root, "image2", uri);
+    free(s1);
+    free(s2);
+    free(uri);
+    return root;
 }
 
 int harness_send_partial(const struct server *s, const char *head)

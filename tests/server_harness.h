@@ -12,9 +12,11 @@
  *     harness_resp_free(&r);
  *     cr_assert_eq(harness_server_stop(&s, 20), 0);
  *
- * The binary is $FACEVER (default ./facever), started with --port 0; the port
- * is read from its "listening on" stderr line, and stderr goes to a log file
- * (harness_read_log). Helpers that check things fail the test with cr_assert.
+ * The binary is $FACEVER (default ./facever), started with --port 0 and
+ * --drain-seconds 0 (a test that wants a drain passes its own); the port is
+ * read from its "listening on" stderr line (the admin port from "admin
+ * endpoints on"), and stderr goes to a log file (harness_read_log). Helpers
+ * that check things fail the test with cr_assert.
  */
 #ifndef FACEVER_TESTS_SERVER_HARNESS_H
 #define FACEVER_TESTS_SERVER_HARNESS_H
@@ -32,6 +34,7 @@ struct fv_image;
 struct server {
     pid_t pid;
     int port;
+    int admin_port; /* -1 without --admin-port */
     char log_path[64];
 };
 
@@ -47,14 +50,20 @@ double harness_now_s(void);
  * request cut short on purpose, for slow-client tests); the caller closes it. */
 int harness_send_partial(const struct server *s, const char *head);
 
-/* Starts `facever serve --port 0 --threads 2 EXTRA...` (extra NULL-terminated or
- * NULL) and waits for its port; skips the test without models/, data_file or the
- * binary. The server is remembered for harness_kill_servers. */
+/* Starts `facever serve --port 0 --threads 2 --drain-seconds 0 EXTRA...` (extra
+ * NULL-terminated or NULL; later flags win) and waits for its ports; skips the
+ * test without models/, data_file or the binary. The server is remembered for
+ * harness_kill_servers. */
 void harness_server_start(struct server *s, const char *data_file, const char *const *extra);
 
 /* SIGTERM and wait; the exit status, or -1 when it did not exit by itself within
- * limit_s (it is then killed). */
+ * limit_s (it is then killed). Removes the log. */
 int harness_server_stop(struct server *s, double limit_s);
+
+/* Waits up to limit_s for the server to exit after a signal the test sent: its
+ * exit status (-1 when killed by a signal), or -2 when it is still running (it
+ * is then left for harness_kill_servers). Keeps the log (harness_read_log). */
+int harness_server_wait(struct server *s, double limit_s);
 
 /* Kills every server this process started that is still running; for a suite's
  * .fini, so that a failed assertion does not leave one behind. */
@@ -71,6 +80,8 @@ struct resp {
     size_t size;
     char allow[128];
     char content_type[128];
+    char request_id[160];  /* the X-Request-Id header, "" when absent */
+    char connection[32];   /* the Connection header, "" when absent */
     double seconds;
     cJSON *json; /* body parsed, NULL when it is not JSON */
 };
@@ -81,6 +92,11 @@ struct resp harness_http(const struct server *s, const char *method, const char 
                          const char *content_type, const void *body, size_t size,
                          const char *const *headers);
 struct resp harness_get(const struct server *s, const char *path);
+/* The same on another port of the server's machine (its admin port), with a
+ * timeout in seconds (0: 60). */
+struct resp harness_http_port(int port, const char *method, const char *path,
+                              const char *content_type, const void *body, size_t size,
+                              const char *const *headers, double timeout_s);
 /* POSTs root as application/json; root stays the caller's. */
 struct resp harness_post_json(const struct server *s, const char *path, const cJSON *root);
 void harness_resp_free(struct resp *r);
@@ -106,5 +122,21 @@ char *harness_base64(const struct bytes *b);
  * img, scaled by scale and encoded as JPEG at quality. Free .data. */
 struct bytes harness_face_crop(const struct fv_image *img, const float box[4], float scale,
                                int quality);
+
+/* Faces of tests/data/sample1.jpg as the server's /v1/detect sees them. */
+struct samples {
+    struct bytes photo;   /* sample1.jpg as stored */
+    struct bytes face_a;  /* first face, 2x its box */
+    struct bytes face_a2; /* the same crop, rescaled to 70% and re-encoded at quality 70 */
+    struct bytes face_b;  /* another person */
+    struct bytes blank;   /* grey, no face */
+    float box_a[4];
+    int n_faces;
+};
+void harness_samples_load(const struct server *s, struct samples *t);
+void harness_samples_free(struct samples *t);
+
+/* {"image1": base64 of a, "image2": a data URI of b}. cJSON_Delete it. */
+cJSON *harness_verify_body(const struct bytes *a, const struct bytes *b);
 
 #endif

@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "api/auth.h"
@@ -247,76 +246,6 @@ static struct resp post_form(const struct server *s, const char *path, struct fo
     return r;
 }
 
-/* ---- test images ---- */
-
-/* Faces of sample1.jpg as the server's /v1/detect sees them. */
-struct samples {
-    struct bytes photo;     /* sample1.jpg as stored */
-    struct bytes face_a;    /* first face, 2x its box */
-    struct bytes face_a2;   /* the same crop, rescaled to 70% and re-encoded at quality 70 */
-    struct bytes face_b;    /* another person */
-    struct bytes blank;     /* grey, no face */
-    float box_a[4];
-    int n_faces;
-};
-
-static void samples_load(const struct server *s, struct samples *t)
-{
-    t->photo = harness_read_file("tests/data/sample1.jpg");
-    struct form f = {0};
-    form_add(&f, "image", t->photo.data, t->photo.size, 1);
-    struct resp r = post_form(s, "/v1/detect", &f);
-    cr_assert_eq(r.status, 200, "%s", r.body);
-    cr_assert_eq(cJSON_GetObjectItem(r.json, "width")->valueint, 1920);
-    const cJSON *faces = cJSON_GetObjectItem(r.json, "faces");
-    t->n_faces = cJSON_GetArraySize(faces);
-    cr_assert_geq(t->n_faces, 2, "sample1.jpg should show several people");
-    float boxes[2][4];
-    for (int i = 0; i < 2; i++) {
-        const cJSON *box = cJSON_GetObjectItem(cJSON_GetArrayItem(faces, i), "box");
-        cr_assert_eq(cJSON_GetArraySize(box), 4);
-        for (int k = 0; k < 4; k++)
-            boxes[i][k] = (float)cJSON_GetArrayItem(box, k)->valuedouble;
-    }
-    memcpy(t->box_a, boxes[0], sizeof t->box_a);
-    harness_resp_free(&r);
-    struct fv_image *img = NULL;
-    struct fv_error err = {0};
-    cr_assert_eq(fv_image_decode(t->photo.data, t->photo.size, NULL, &img, &err), FV_OK);
-    t->face_a = harness_face_crop(img, boxes[0], 1.0f, 95);
-    t->face_a2 = harness_face_crop(img, boxes[0], 0.7f, 70);
-    t->face_b = harness_face_crop(img, boxes[1], 1.0f, 95);
-    fv_image_free(img);
-    struct fv_image *grey = fv_image_new(160, 160);
-    memset(grey->rgb, 128, (size_t)160 * 160 * 3);
-    cr_assert_eq(fv_image_encode_png(grey, &t->blank.data, &t->blank.size, &err), FV_OK);
-    fv_image_free(grey);
-}
-
-static void samples_free(struct samples *t)
-{
-    free(t->photo.data);
-    free(t->face_a.data);
-    free(t->face_a2.data);
-    free(t->face_b.data);
-    free(t->blank.data);
-}
-
-static cJSON *verify_body(const struct bytes *a, const struct bytes *b)
-{
-    cJSON *root = cJSON_CreateObject();
-    char *s1 = harness_base64(a), *s2 = harness_base64(b);
-    cJSON_AddStringToObject(root, "image1", s1);
-    /* image2 as a data URI, which clients built on browsers send */
-    char *uri = malloc(strlen(s2) + 32);
-    sprintf(uri, "data:image/jpeg;base64,%s", s2);
-    cJSON_AddStringToObject(root, "image2", uri);
-    free(s1);
-    free(s2);
-    free(uri);
-    return root;
-}
-
 static double number(const cJSON *o, const char *name)
 {
     const cJSON *v = cJSON_GetObjectItem(o, name);
@@ -358,7 +287,7 @@ Test(server, endpoints_happy_paths, .timeout = 60)
     struct server s;
     harness_server_start(&s, "tests/data/sample1.jpg", NULL);
     struct samples t = {0};
-    samples_load(&s, &t);
+    harness_samples_load(&s, &t);
 
     struct resp r = harness_get(&s, "/healthz");
     cr_assert_eq(r.status, 200);
@@ -386,7 +315,7 @@ Test(server, endpoints_happy_paths, .timeout = 60)
     harness_resp_free(&r);
 
     /* same face, rescaled and re-encoded: a match (JSON, data URI on image2) */
-    cJSON *body = verify_body(&t.face_a, &t.face_a2);
+    cJSON *body = harness_verify_body(&t.face_a, &t.face_a2);
     cJSON_AddTrueToObject(body, "return_embeddings");
     r = harness_post_json(&s, "/v1/verify", body);
     cJSON_Delete(body);
@@ -420,7 +349,7 @@ Test(server, endpoints_happy_paths, .timeout = 60)
     harness_resp_free(&r);
 
     /* a face against the group photo: every face scored, the right one is face2 */
-    body = verify_body(&t.face_a2, &t.photo);
+    body = harness_verify_body(&t.face_a2, &t.photo);
     r = harness_post_json(&s, "/v1/verify", body);
     cJSON_Delete(body);
     cr_assert_eq(r.status, 200, "%s", r.body);
@@ -442,7 +371,7 @@ Test(server, endpoints_happy_paths, .timeout = 60)
     harness_resp_free(&r);
 
     /* an embedding instead of image1 */
-    body = verify_body(&t.face_b, &t.face_a2);
+    body = harness_verify_body(&t.face_b, &t.face_a2);
     cJSON_DeleteItemFromObject(body, "image1");
     cJSON_AddItemToObject(body, "embedding1", embedding1);
     r = harness_post_json(&s, "/v1/verify", body);
@@ -521,7 +450,7 @@ Test(server, endpoints_happy_paths, .timeout = 60)
     cr_assert_geq(metric_value(r.body, "facever_faces_detected_total"), 2 * t.n_faces + 8);
     harness_resp_free(&r);
 
-    samples_free(&t);
+    harness_samples_free(&t);
     cr_assert_eq(harness_server_stop(&s, 20), 0);
 }
 
@@ -672,7 +601,7 @@ Test(server, every_error_status, .timeout = 60)
     struct fv_error err = {0};
     cr_assert_eq(fv_image_encode_jpeg(grey, 90, &t.blank.data, &t.blank.size, &err), FV_OK);
     fv_image_free(grey);
-    cJSON *body = verify_body(&t.blank, &t.blank);
+    cJSON *body = harness_verify_body(&t.blank, &t.blank);
     r = harness_post_json(&s, "/v1/verify", body);
     cr_assert_str_eq(harness_error_code(&r, 422, "image1"), "no_face");
     cr_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(r.json, "error"), "message")->valuestring,
@@ -710,7 +639,7 @@ Test(server, every_error_status, .timeout = 60)
     r = harness_get(&s, "/metrics");
     cr_assert_null(strstr(r.body, "status=\"500\""), "no 500 for bad input: %s", r.body);
     harness_resp_free(&r);
-    samples_free(&t);
+    harness_samples_free(&t);
     cr_assert_eq(harness_server_stop(&s, 20), 0);
 }
 
@@ -857,11 +786,11 @@ Test(server, concurrent_requests, .timeout = 60)
     struct server s;
     harness_server_start(&s, "tests/data/sample1.jpg", NULL);
     struct samples t = {0};
-    samples_load(&s, &t);
+    harness_samples_load(&s, &t);
     enum { N = 32 };
     struct call calls[N];
     pthread_t threads[N];
-    cJSON *same = verify_body(&t.face_a, &t.face_a2), *different = verify_body(&t.face_a2, &t.face_b);
+    cJSON *same = harness_verify_body(&t.face_a, &t.face_a2), *different = harness_verify_body(&t.face_a2, &t.face_b);
     char *same_text = cJSON_PrintUnformatted(same), *different_text = cJSON_PrintUnformatted(different);
     double t0 = harness_now_s();
     for (int i = 0; i < N; i++) {
@@ -882,7 +811,7 @@ Test(server, concurrent_requests, .timeout = 60)
     free(different_text);
     cJSON_Delete(same);
     cJSON_Delete(different);
-    samples_free(&t);
+    harness_samples_free(&t);
     cr_assert_eq(harness_server_stop(&s, 20), 0);
 }
 
@@ -967,14 +896,9 @@ Test(server, sigterm_lets_requests_in_flight_finish, .timeout = 60)
         harness_resp_free(&calls[i].r);
     }
     cr_assert_gt(finished - t_signal, 0.1, "the requests were still running at SIGTERM");
-    int status = 0;
-    double deadline = harness_now_s() + 20;
-    pid_t done = 0;
-    while (harness_now_s() < deadline && (done = waitpid(s.pid, &status, WNOHANG)) == 0)
-        usleep(10000);
-    cr_assert_eq(done, s.pid, "facever serve did not exit after SIGTERM");
-    s.pid = 0; /* reaped: nothing left for the suite's fini to kill */
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
+    int status = harness_server_wait(&s, 20);
+    cr_assert_neq(status, -2, "facever serve did not exit after SIGTERM");
+    cr_assert_eq(status, 0, "exit status %d", status);
     /* and no longer accepts */
     struct resp r = harness_get(&s, "/healthz");
     cr_assert_eq(r.status, 0);
@@ -1056,8 +980,8 @@ Test(server, body_in_small_pieces_arrives_intact, .timeout = 60)
     struct server s;
     harness_server_start(&s, "tests/data/sample1.jpg", NULL);
     struct samples t = {0};
-    samples_load(&s, &t);
-    cJSON *same = verify_body(&t.face_a, &t.face_a2);
+    harness_samples_load(&s, &t);
+    cJSON *same = harness_verify_body(&t.face_a, &t.face_a2);
     char *text = cJSON_PrintUnformatted(same);
     size_t size = strlen(text);
     cr_assert_gt(size, 4 * 16384, "a %zu-byte body does not outgrow the first buffer", size);
@@ -1077,7 +1001,7 @@ Test(server, body_in_small_pieces_arrives_intact, .timeout = 60)
     harness_resp_free(&whole);
     free(text);
     cJSON_Delete(same);
-    samples_free(&t);
+    harness_samples_free(&t);
     cr_assert_eq(harness_server_stop(&s, 20), 0);
 }
 
@@ -1157,7 +1081,7 @@ Test(server, phone_photos_and_a_truncated_one, .timeout = 60)
     harness_server_start(&s, "tests/data/sample1.jpg", NULL);
     struct bytes a = harness_read_file("tests/data/phone/sample1-4032x3024-o6.jpg");
     struct bytes b = harness_read_file("tests/data/phone/sample1-4032.jpg");
-    cJSON *body = verify_body(&a, &b);
+    cJSON *body = harness_verify_body(&a, &b);
     struct resp r = harness_post_json(&s, "/v1/verify", body);
     cJSON_Delete(body);
     cr_assert_eq(r.status, 200, "%s", r.body);
@@ -1175,7 +1099,7 @@ Test(server, phone_photos_and_a_truncated_one, .timeout = 60)
     cr_assert_str_eq(harness_error_code(&r, 400, "image"), "bad_image");
     cr_expect(strstr(r.body, "truncated") != NULL, "%s", r.body);
     harness_resp_free(&r);
-    body = verify_body(&cut, &b);
+    body = harness_verify_body(&cut, &b);
     r = harness_post_json(&s, "/v1/verify", body);
     cJSON_Delete(body);
     cr_assert_str_eq(harness_error_code(&r, 400, "image1"), "bad_image");
@@ -1186,4 +1110,5 @@ Test(server, phone_photos_and_a_truncated_one, .timeout = 60)
     harness_resp_free(&r);
     free(a.data);
     free(b.data);
+    cr_assert_eq(harness_server_stop(&s, 20), 0);
 }

@@ -28,7 +28,7 @@ step() { # name, command...
 e2e_leaks() {
     logs=$(mktemp -d /tmp/facever-lsan-XXXXXX)
     ASAN_OPTIONS="detect_leaks=1:log_path=$logs/asan" FACEVER=./build-asan/facever \
-        build-asan/tests/unit --jobs 1 --filter 'server/*'
+        build-asan/tests/unit --jobs 1 --filter '@(server|server_tier)/*'
     rc=$?
     if ls "$logs"/asan* > /dev/null 2>&1; then
         echo "sanitizer reports from the end-to-end run (server or test runner):"

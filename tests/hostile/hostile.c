@@ -121,14 +121,17 @@ static struct answer exchange(const char *method, const char *path, const char *
                               const void *body, size_t size, const char *extra_headers)
 {
     int fd = connect_server();
-    char head[4096];
-    int n = snprintf(head, sizeof head,
+    /* sized to fit: the extra headers may be a megabyte long */
+    size_t cap = 4096 + (extra_headers ? strlen(extra_headers) : 0);
+    char *head = malloc(cap);
+    int n = snprintf(head, cap,
                      "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s%s%s"
                      "Content-Length: %zu\r\n%s\r\n",
                      method, path, content_type ? "Content-Type: " : "",
                      content_type ? content_type : "", content_type ? "\r\n" : "", size,
                      extra_headers ? extra_headers : "");
-    send_all(fd, head, (size_t)n);
+    send_all(fd, head, (size_t)n < cap ? (size_t)n : cap - 1);
+    free(head);
     send_all(fd, body, size);
     struct answer a = receive(fd, 60);
     close(fd);
@@ -140,13 +143,13 @@ static struct answer exchange(const char *method, const char *path, const char *
 enum kind {
     K_BAD_JSON, K_BAD_FIELDS, K_BAD_BASE64, K_BAD_IMAGE, K_BOMB, K_MULTIPART, K_METHOD,
     K_PATH, K_CONTENT_TYPE, K_DECLARED_SIZE, K_BODY_TOO_LARGE, K_LONG_HEADERS, K_SLOWLORIS,
-    K_BAD_HTTP, K_EVALUATION, K_COUNT
+    K_BAD_HTTP, K_EVALUATION, K_PROXY_HEADERS, K_COUNT
 };
 static const char *const kind_names[K_COUNT] = {
     "bad JSON", "bad field values", "invalid base64", "corrupt/unsupported image",
     "decompression bomb", "bad multipart", "wrong method", "unknown path",
     "wrong content type", "huge declared size", "body over the limit", "very long headers",
-    "slowloris (stalled)", "malformed HTTP", "bad evaluation",
+    "slowloris (stalled)", "malformed HTTP", "bad evaluation", "forged proxy headers",
 };
 static long sent[K_COUNT], ok_4xx[K_COUNT], closed[K_COUNT], failed[K_COUNT];
 static long status_count[600];
@@ -534,6 +537,28 @@ int main(int argc, char **argv)
             shutdown(fd, SHUT_WR);
             record(K_BAD_HTTP, receive(fd, 30), 1, "junk");
             close(fd);
+        }
+        /* X-Forwarded-For, X-Real-IP and X-Request-Id of every shape, on a bad
+         * body (400); scripts/hostile.sh trusts 127.0.0.1, so they are parsed */
+        {
+            static const char *const tokens[] = {
+                "203.0.113.7", "127.0.0.1", "2001:db8::1", "[2001:db8::1]:443", "1.2.3.4:80",
+                "", " ", "unknown", "999.1.1.1", "[::1", "::::", "1.2.3.4/8", "\x7f\x01",
+                "\xff\xfe", "%00", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            };
+            char h[3072];
+            size_t used = 0;
+            static const char *const names[] = {"X-Forwarded-For: ", "X-Real-IP: ",
+                                                "X-Request-Id: "};
+            for (int line = 0; line < 1 + (int)(rnd() % 4); line++) {
+                used += (size_t)snprintf(h + used, sizeof h - used, "%s", names[rnd() % 3]);
+                for (int t = 0, n = 1 + (int)(rnd() % 12); t < n && used < sizeof h - 200; t++)
+                    used += (size_t)snprintf(h + used, sizeof h - used, "%s%s", t ? "," : "",
+                                             tokens[rnd() % 16]);
+                used += (size_t)snprintf(h + used, sizeof h - used, "\r\n");
+            }
+            record(K_PROXY_HEADERS, exchange("POST", path, "application/json", "{", 1, h), 1,
+                   "proxy headers");
         }
         /* very long headers (a 64 KiB to 1 MiB header value) */
         if (r % 4 == 0) {
