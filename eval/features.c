@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "model/hash.h"
 #include "model/model_file.h"
 #include "pipeline/align.h"
 
@@ -44,14 +45,7 @@ struct fv_features_params fv_features_default_params(void)
 
 uint64_t fv_hash64(const void *data, size_t size, uint64_t h)
 {
-    const unsigned char *p = data;
-    if (h == 0)
-        h = 14695981039346656037ULL;
-    for (size_t i = 0; i < size; i++) {
-        h ^= p[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
+    return fv_fnv1a(h ? h : FV_FNV1A_BASIS, data, size);
 }
 
 void fv_features_center_landmarks(int w, int h, float landmarks[5][2])

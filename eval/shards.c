@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "eval/npy.h"
+#include "model/hash.h"
 #include "model/model_file.h"
 
 #define SHARD_FORMAT "facever-embedding-shard"
@@ -20,19 +21,7 @@
 #define META_MAX_BYTES ((size_t)256 << 20)
 #define LANDMARKS_MAX_BYTES ((size_t)256 << 20)
 
-/* ---- checksums: 64-bit FNV-1a, streamable (fv_hash64 restarts on a zero state) ---- */
-
-#define FNV_BASIS 14695981039346656037ULL
-
-static uint64_t fnv_update(uint64_t h, const void *data, size_t size)
-{
-    const unsigned char *p = data;
-    for (size_t i = 0; i < size; i++) {
-        h ^= p[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
+/* ---- checksums: 64-bit FNV-1a (model/hash.h) ---- */
 
 static void hex64(char out[17], uint64_t v)
 {
@@ -64,10 +53,10 @@ static enum fv_status hash_file(const char *path, uint64_t *sum, uint64_t *size,
         return fv_error_set(err, errno == ENOENT ? FV_ERR_NOT_FOUND : FV_ERR_IO,
                             "%s: cannot open: %s", path, strerror(errno));
     unsigned char buf[1 << 16];
-    uint64_t h = FNV_BASIS, total = 0;
+    uint64_t h = FV_FNV1A_BASIS, total = 0;
     size_t got;
     while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
-        h = fnv_update(h, buf, got);
+        h = fv_fnv1a(h, buf, got);
         total += got;
     }
     int bad = ferror(f);
@@ -398,10 +387,10 @@ enum fv_status fv_shard_list_check(const char *const *names, size_t n, int relat
 void fv_shard_list_identify(const char *const *names, size_t n, size_t *count,
                             uint64_t *checksum)
 {
-    uint64_t h = FNV_BASIS;
+    uint64_t h = FV_FNV1A_BASIS;
     for (size_t i = 0; i < n; i++) {
-        h = fnv_update(h, names[i], strlen(names[i]));
-        h = fnv_update(h, "\n", 1);
+        h = fv_fnv1a(h, names[i], strlen(names[i]));
+        h = fv_fnv1a(h, "\n", 1);
     }
     *count = n;
     *checksum = h;
@@ -839,7 +828,7 @@ static enum fv_status shard_data_load(const char *dir, const struct meta *m, cha
     size_t names_max = rows * (FV_SHARD_MAX_NAME + 1);
     if ((st = fv_read_file(path, names_max, &data, &size, err)))
         return st;
-    if (fnv_update(FNV_BASIS, data, size) != m->names_sum) {
+    if (fv_fnv1a(FV_FNV1A_BASIS, data, size) != m->names_sum) {
         free(data);
         return fv_error_set(err, FV_ERR_FORMAT, "%s: checksum differs from its metadata's "
                             "(changed or damaged since it was written)", path);
@@ -877,7 +866,7 @@ static enum fv_status shard_data_load(const char *dir, const struct meta *m, cha
         free(t);
         return st;
     }
-    if (fnv_update(FNV_BASIS, data, size) != m->npy_sum) {
+    if (fv_fnv1a(FV_FNV1A_BASIS, data, size) != m->npy_sum) {
         st = fv_error_set(err, FV_ERR_FORMAT, "%s: checksum differs from its metadata's "
                           "(changed or damaged since it was written)", path);
     } else if (!(st = fv_npy_parse_f32(data, size, path, x, &r, &k, err)) &&
@@ -958,7 +947,7 @@ enum fv_status fv_shard_write(const char *dir, const struct fv_shard *s,
 {
     char npy[4200], names_path[4200], meta[4200];
     size_t rows = s->end - s->begin;
-    uint64_t npy_sum, names_sum = FNV_BASIS;
+    uint64_t npy_sum, names_sum = FV_FNV1A_BASIS;
     enum fv_status st;
     fv_shard_path(npy, sizeof npy, dir, s->index, s->count, ".npy");
     fv_shard_path(names_path, sizeof names_path, dir, s->index, s->count, ".names.txt");
@@ -979,8 +968,8 @@ enum fv_status fv_shard_write(const char *dir, const struct fv_shard *s,
         (st = write_atomic(names_path, write_names, &nl, err)) || (st = sync_dir(dir, err)))
         return st;
     for (size_t i = 0; i < rows; i++) {
-        names_sum = fnv_update(names_sum, names[i], strlen(names[i]));
-        names_sum = fnv_update(names_sum, "\n", 1);
+        names_sum = fv_fnv1a(names_sum, names[i], strlen(names[i]));
+        names_sum = fv_fnv1a(names_sum, "\n", 1);
     }
     char *text = meta_text(s, base_name(npy), npy_sum, base_name(names_path), names_sum,
                            names, how);
@@ -1004,7 +993,7 @@ struct name_index {
 
 static size_t name_slot(const struct name_index *t, const char *name)
 {
-    size_t i = (size_t)fnv_update(FNV_BASIS, name, strlen(name)) & (t->cap - 1);
+    size_t i = (size_t)fv_fnv1a(FV_FNV1A_BASIS, name, strlen(name)) & (t->cap - 1);
     while (t->slots[i] && strcmp(t->names[t->slots[i] - 1], name) != 0)
         i = (i + 1) & (t->cap - 1);
     return i;

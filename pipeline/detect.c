@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/hash.h"
 #include "model/model.h"
 
 /* P-Net runs on tiles of at most this many rows and columns (even, so tiles
@@ -701,33 +702,23 @@ enum fv_status fv_detect(struct fv_detector_context *ctx, const struct fv_image 
     return st;
 }
 
-static uint64_t fnv1a(uint64_t h, const void *data, size_t size)
-{
-    const unsigned char *p = data;
-    for (size_t i = 0; i < size; i++) {
-        h ^= p[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
 uint64_t fv_model_hash(const struct fv_model *m, uint64_t h)
 {
     struct fv_graph *g = fv_model_graph(m);
     const struct fv_model_meta *meta = fv_model_meta(m);
-    h = fnv1a(h, meta->name, strlen(meta->name));
-    h = fnv1a(h, &meta->input_h, sizeof meta->input_h);
-    h = fnv1a(h, &meta->input_w, sizeof meta->input_w);
-    h = fnv1a(h, &meta->pixel_mean, sizeof meta->pixel_mean);
-    h = fnv1a(h, &meta->pixel_scale, sizeof meta->pixel_scale);
-    h = fnv1a(h, &meta->template_h, sizeof meta->template_h);
-    h = fnv1a(h, &meta->template_w, sizeof meta->template_w);
+    h = fv_fnv1a(h, meta->name, strlen(meta->name));
+    h = fv_fnv1a(h, &meta->input_h, sizeof meta->input_h);
+    h = fv_fnv1a(h, &meta->input_w, sizeof meta->input_w);
+    h = fv_fnv1a(h, &meta->pixel_mean, sizeof meta->pixel_mean);
+    h = fv_fnv1a(h, &meta->pixel_scale, sizeof meta->pixel_scale);
+    h = fv_fnv1a(h, &meta->template_h, sizeof meta->template_h);
+    h = fv_fnv1a(h, &meta->template_w, sizeof meta->template_w);
     for (int i = 0; i < fv_graph_blob_count(g); i++) {
         const struct fv_blob *b = fv_graph_blob(g, i);
-        h = fnv1a(h, b->data, b->count * sizeof *b->data);
+        h = fv_fnv1a(h, b->data, b->count * sizeof *b->data);
     }
     int n = fv_graph_node_count(g);
-    return fnv1a(h, &n, sizeof n);
+    return fv_fnv1a(h, &n, sizeof n);
 }
 
 uint64_t fv_detector_hash(const struct fv_detector *det, uint64_t h)
