@@ -121,3 +121,27 @@ enum fv_status fv_base64_decode_alloc(const char *text, size_t len, uint8_t **ou
     *out = bytes;
     return FV_OK;
 }
+
+char *fv_base64_encode(const uint8_t *data, size_t size)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if (size > (SIZE_MAX - 1) / 4 * 3 - 2)
+        return NULL;
+    char *out = malloc((size + 2) / 3 * 4 + 1), *o = out;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < size; i += 3) {
+        uint32_t v = (uint32_t)data[i] << 16;
+        if (i + 1 < size)
+            v |= (uint32_t)data[i + 1] << 8;
+        if (i + 2 < size)
+            v |= data[i + 2];
+        *o++ = alphabet[v >> 18 & 63];
+        *o++ = alphabet[v >> 12 & 63];
+        *o++ = i + 1 < size ? alphabet[v >> 6 & 63] : '=';
+        *o++ = i + 2 < size ? alphabet[v & 63] : '=';
+    }
+    *o = 0;
+    return out;
+}

@@ -1,4 +1,4 @@
-/* base64.h - bounded base64 decoding of untrusted text (RFC 4648).
+/* base64.h - bounded base64 decoding of untrusted text (RFC 4648), and encoding.
  *
  *   uint8_t *bytes;                        // an image sent as base64 or a data URI
  *   size_t n;
@@ -45,5 +45,10 @@ size_t fv_base64_data_uri_offset(const char *s, size_t len);
  * malformed base64, FV_ERR_NOMEM. */
 enum fv_status fv_base64_decode_alloc(const char *text, size_t len, uint8_t **out,
                                       size_t *out_len);
+
+/* size bytes as standard base64 with '=' padding, NUL-terminated, malloc'd
+ * (free()); NULL when out of memory. For clients and test tools that build
+ * requests. */
+char *fv_base64_encode(const uint8_t *data, size_t size);
 
 #endif

@@ -22,9 +22,9 @@ LOAD_IMAGES_DEPS_phone := tests/data/phone/.stamp
 
 .PHONY: loadtest
 
-$(LOAD_FACES): tests/load/make_faces.c $(BUILD)/libpipeline.a $(BUILD)/libmodel.a
+$(LOAD_FACES): tests/load/make_faces.c $(BUILD)/libapi.a $(BUILD)/libpipeline.a $(BUILD)/libmodel.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libpipeline.a $(BUILD)/libmodel.a $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libapi.a $(BUILD)/libpipeline.a $(BUILD)/libmodel.a $(LDLIBS)
 
 loadtest: $(FACEVER) $(LOAD_FACES) models/.stamp tests/data/.stamp $(LOAD_IMAGES_DEPS_$(LOAD_IMAGES))
 	@command -v wrk >/dev/null 2>&1 || { \

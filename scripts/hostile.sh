@@ -18,7 +18,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-cc -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -o "$work/hostile" tests/hostile/hostile.c \
+cc -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -I. -o "$work/hostile" tests/hostile/hostile.c \
+    api/base64.c \
     -lcjson
 mkdir -p "$work/data"
 

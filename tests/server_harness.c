@@ -1,6 +1,8 @@
 /* server_harness.c - see server_harness.h. */
 #include "tests/server_harness.h"
 
+#include "api/base64.h"
+
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <curl/curl.h>
@@ -16,6 +18,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "api/base64.h"
 
 #include "pipeline/image.h"
 
@@ -325,25 +329,8 @@ struct bytes harness_read_file(const char *path)
 
 char *harness_base64(const struct bytes *b)
 {
-    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *out = malloc(b->size / 3 * 4 + 5), *o = out;
-    size_t i = 0;
-    for (; i + 2 < b->size; i += 3) {
-        uint32_t v = (uint32_t)b->data[i] << 16 | (uint32_t)b->data[i + 1] << 8 | b->data[i + 2];
-        *o++ = a[v >> 18];
-        *o++ = a[v >> 12 & 63];
-        *o++ = a[v >> 6 & 63];
-        *o++ = a[v & 63];
-    }
-    if (i < b->size) {
-        uint32_t v = (uint32_t)b->data[i] << 16 |
-                     (i + 1 < b->size ? (uint32_t)b->data[i + 1] << 8 : 0);
-        *o++ = a[v >> 18];
-        *o++ = a[v >> 12 & 63];
-        *o++ = i + 1 < b->size ? a[v >> 6 & 63] : '=';
-        *o++ = '=';
-    }
-    *o = 0;
+    char *out = fv_base64_encode(b->data, b->size);
+    cr_assert_not_null(out);
     return out;
 }
 

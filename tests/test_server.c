@@ -106,6 +106,32 @@ Test(api_base64, decode_alloc_takes_plain_text_and_data_uris)
     cr_assert_eq(n, 0);
 }
 
+/* RFC 4648's test vectors, and every length 0..64 of random bytes through the
+ * decoder and back. */
+Test(api_base64, encode_matches_rfc_vectors_and_round_trips)
+{
+    const char *vectors[][2] = {{"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},
+                                {"foo", "Zm9v"},  {"foob", "Zm9vYg=="},  {"fooba", "Zm9vYmE="},
+                                {"foobar", "Zm9vYmFy"}};
+    for (size_t i = 0; i < sizeof vectors / sizeof *vectors; i++) {
+        char *got = fv_base64_encode((const uint8_t *)vectors[i][0], strlen(vectors[i][0]));
+        cr_assert_str_eq(got, vectors[i][1]);
+        free(got);
+    }
+    uint8_t data[64];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (uint8_t)(i * 167 + 13);
+    for (size_t n = 0; n <= sizeof data; n++) {
+        char *text = fv_base64_encode(data, n);
+        uint8_t *back = NULL;
+        size_t m = 0;
+        cr_assert_eq(fv_base64_decode_alloc(text, strlen(text), &back, &m), FV_OK);
+        cr_assert(m == n && (n == 0 || memcmp(back, data, n) == 0), "length %zu", n);
+        free(text);
+        free(back);
+    }
+}
+
 Test(api_multipart, boundary_parameter)
 {
     char b[FV_MULTIPART_BOUNDARY_MAX + 1];

@@ -218,25 +218,6 @@ static void image_seeds(void)
 
 /* ---- base64 ---- */
 
-static char *b64(const uint8_t *data, size_t size)
-{
-    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *out = malloc(4 * ((size + 2) / 3) + 1), *o = out;
-    for (size_t i = 0; i < size; i += 3) {
-        uint32_t v = (uint32_t)data[i] << 16;
-        if (i + 1 < size)
-            v |= (uint32_t)data[i + 1] << 8;
-        if (i + 2 < size)
-            v |= data[i + 2];
-        *o++ = a[v >> 18 & 63];
-        *o++ = a[v >> 12 & 63];
-        *o++ = i + 1 < size ? a[v >> 6 & 63] : '=';
-        *o++ = i + 2 < size ? a[v & 63] : '=';
-    }
-    *o = 0;
-    return out;
-}
-
 static void base64_seeds(void)
 {
     put_str("base64", "hello", "aGVsbG8gd29ybGQ=");
@@ -247,7 +228,7 @@ static void base64_seeds(void)
     put_str("base64", "data-uri-not-base64", "data:text/plain,hello");
     put_str("base64", "bad-padding", "YQ=a");
     put_str("base64", "lone-char", "YWJjZ");
-    char *s = b64(tiny_png, tiny_png_size);
+    char *s = fv_base64_encode(tiny_png, tiny_png_size);
     put_str("base64", "png", s);
     free(s);
 }
@@ -287,8 +268,8 @@ static void request(const char *name, int selector, const char *body)
 
 static void request_seeds(void)
 {
-    char *jpg = b64(tiny_jpeg, tiny_jpeg_size), *png = b64(tiny_png, tiny_png_size);
-    char *exif = b64(exif_jpeg, exif_jpeg_size);
+    char *jpg = fv_base64_encode(tiny_jpeg, tiny_jpeg_size), *png = fv_base64_encode(tiny_png, tiny_png_size);
+    char *exif = fv_base64_encode(exif_jpeg, exif_jpeg_size);
     static char body[1 << 16];
     snprintf(body, sizeof body, "{\"image1\":\"%s\",\"image2\":\"data:image/png;base64,%s\"}",
              jpg, png);

@@ -28,6 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api/base64.h"
+
 static int port;
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 
@@ -202,25 +204,6 @@ static uint8_t *read_file(const char *path, size_t *size)
     return buf;
 }
 
-static char *b64(const uint8_t *data, size_t size)
-{
-    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *out = malloc(4 * ((size + 2) / 3) + 1), *o = out;
-    for (size_t i = 0; i < size; i += 3) {
-        uint32_t v = (uint32_t)data[i] << 16;
-        if (i + 1 < size)
-            v |= (uint32_t)data[i + 1] << 8;
-        if (i + 2 < size)
-            v |= data[i + 2];
-        *o++ = a[v >> 18 & 63];
-        *o++ = a[v >> 12 & 63];
-        *o++ = i + 1 < size ? a[v >> 6 & 63] : '=';
-        *o++ = i + 2 < size ? a[v & 63] : '=';
-    }
-    *o = 0;
-    return out;
-}
-
 #define CORPUS "tests/fuzz/corpus/image/"
 static const char *const image_files[] = {
     CORPUS "rgb-16x12.jpg-half", CORPUS "rgb-16x12.jpg-minus1", CORPUS "rgb-16x12.png-half",
@@ -389,7 +372,7 @@ int main(int argc, char **argv)
     uint8_t *jpg = read_file(CORPUS "rgb-16x12.jpg", &jpg_size);
     uint8_t *png = read_file(CORPUS "rgb-16x12.png", &png_size);
     uint8_t *bomb = read_file(CORPUS "bomb-30000x30000.png", &bomb_size);
-    char *jpg_b64 = b64(jpg, jpg_size), *bomb_b64 = b64(bomb, bomb_size);
+    char *jpg_b64 = fv_base64_encode(jpg, jpg_size), *bomb_b64 = fv_base64_encode(bomb, bomb_size);
     double t0 = now_s();
 
     printf("hostile: %d rounds against 127.0.0.1:%d\n", rounds, port);
@@ -448,13 +431,13 @@ int main(int argc, char **argv)
         /* corrupt, truncated and unsupported images */
         size_t isz;
         uint8_t *img = read_file(image_files[r % 8], &isz);
-        char *ib = b64(img, isz);
+        char *ib = fv_base64_encode(img, isz);
         b = json_printf("{\"image1\":\"%s\",\"image2\":\"%s\",\"image\":\"%s\"}", ib, ib, ib);
         post_json(K_BAD_IMAGE, path, b, strlen(b), image_files[r % 8]);
         free(b), free(ib), free(img);
         for (size_t i = 0; i < 256; i++)
             big[i] = (char)rnd();
-        ib = b64((uint8_t *)big, 256);
+        ib = fv_base64_encode((uint8_t *)big, 256);
         b = json_printf("{\"image1\":\"%s\",\"image2\":\"%s\",\"image\":\"%s\"}", ib, ib, ib);
         post_json(K_BAD_IMAGE, path, b, strlen(b), "random bytes");
         free(b), free(ib);

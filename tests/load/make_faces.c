@@ -13,37 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/base64.h"
 #include "model/model_file.h"
 #include "pipeline/detect.h"
 #include "pipeline/image.h"
 
 #define SIDE 250
 #define MARGIN 2.2f
-
-static char *base64(const uint8_t *data, size_t size)
-{
-    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char *out = malloc(size / 3 * 4 + 5), *o = out;
-    if (!out)
-        return NULL;
-    size_t i = 0;
-    for (; i + 2 < size; i += 3) {
-        uint32_t v = (uint32_t)data[i] << 16 | (uint32_t)data[i + 1] << 8 | data[i + 2];
-        *o++ = a[v >> 18];
-        *o++ = a[v >> 12 & 63];
-        *o++ = a[v >> 6 & 63];
-        *o++ = a[v & 63];
-    }
-    if (i < size) {
-        uint32_t v = (uint32_t)data[i] << 16 | (i + 1 < size ? (uint32_t)data[i + 1] << 8 : 0);
-        *o++ = a[v >> 18];
-        *o++ = a[v >> 12 & 63];
-        *o++ = i + 1 < size ? a[v >> 6 & 63] : '=';
-        *o++ = '=';
-    }
-    *o = 0;
-    return out;
-}
 
 static int write_file(const char *path, const void *data, size_t size)
 {
@@ -107,7 +83,7 @@ int main(int argc, char **argv)
             fv_error_set(&err, FV_ERR_IO, "cannot write %s", path);
             goto done;
         }
-        if (!(b64[i] = base64(jpeg[i], jpeg_size[i]))) {
+        if (!(b64[i] = fv_base64_encode(jpeg[i], jpeg_size[i]))) {
             fv_error_set(&err, FV_ERR_NOMEM, "out of memory");
             goto done;
         }
