@@ -213,6 +213,24 @@ Test(install, installed_binary_runs_from_any_folder)
     cr_expect_neq(access(line, F_OK), 0, "uninstall left share/facever");
     snprintf(line, sizeof line, "%s/lib/systemd/system/facever.service", prefix);
     cr_expect_neq(access(line, F_OK), 0, "uninstall left the unit");
+
+    /* Staged (DESTDIR): the files under the stage, the unit naming the final path. */
+    char stage[PATH_MAX + 16];
+    snprintf(stage, sizeof stage, "%s/stage", tmp);
+    snprintf(line, sizeof line,
+             "make -s --no-print-directory install DESTDIR='%s' PREFIX=/usr BUILD='%s' && "
+             "grep -qx 'ExecStart=/usr/bin/facever serve --host ${FACEVER_HOST} --port "
+             "${FACEVER_PORT}' '%s/usr/lib/systemd/system/facever.service' && "
+             "test -x '%s/usr/bin/facever' && test -r '%s/usr/share/facever/models/pnet.fvm'",
+             stage, build, stage, stage, stage);
+    cr_expect_eq(sh(line, &out), 0, "staged install:\n%s", out);
+    free(out);
+    snprintf(line, sizeof line,
+             "make -s --no-print-directory uninstall DESTDIR='%s' PREFIX=/usr BUILD='%s' && "
+             "! test -e '%s/usr/bin/facever' && ! test -e '%s/usr/share/facever'",
+             stage, build, stage, stage);
+    cr_expect_eq(sh(line, &out), 0, "staged uninstall:\n%s", out);
+    free(out);
     remove_tree(tmp);
 }
 
