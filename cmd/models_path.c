@@ -122,7 +122,7 @@ enum fv_status fv_models_find(const char *explicit_dir, const char *const *files
             return FV_OK;
         }
         /* ./models is named with the folder it was looked for in. */
-        char cwd[PATH_MAX] = "";
+        char cwd[FV_MODELS_PATH_MAX - 3] = "";
         if (p == FV_MODELS_PLACE_WORKING_DIR && getcwd(cwd, sizeof cwd))
             snprintf(dir, FV_MODELS_PATH_MAX, "in %s", cwd);
         if (used < sizeof looked) {
