@@ -7,6 +7,10 @@
 #   make asan      the test suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make bench     speed figures
 #   make run       set everything up and start the server on the default model
+#   make install   PREFIX=/usr/local DESTDIR=: binary, models, docs, deploy files, systemd unit
+#   make uninstall the same PREFIX and DESTDIR: removes what install wrote
+
+FV_VERSION := 0.5.0
 
 CC       ?= cc
 BUILD    ?= build
@@ -70,6 +74,23 @@ endef
 $(foreach m,$(MODULES) cmd,$(eval $(call module_lib,$(m))))
 $(BUILD)/libmodel.a: $(KERNEL_OBJS)
 
+# `facever --version` names the release and the git revision built from. The
+# header is rewritten only when the revision changes (a commit, a checkout, the
+# tree turning dirty or clean), so an unchanged tree does not relink, and a
+# changed one always does. Outside a git checkout of this tree: "unknown".
+$(BUILD)/gen/version.h: FORCE
+	@mkdir -p $(dir $@)
+	@rev=unknown; \
+	if [ "$$(git rev-parse --show-toplevel 2>/dev/null)" = "$$(pwd -P)" ]; then \
+	    rev=$$(git describe --always --dirty 2>/dev/null) || rev=unknown; \
+	fi; \
+	printf '#define FV_VERSION "%s"\n#define FV_GIT_REVISION "%s"\n' '$(FV_VERSION)' "$$rev" >$@.tmp; \
+	if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+$(BUILD)/cmd/cmd_version.o: $(BUILD)/gen/version.h
+$(BUILD)/cmd/cmd_version.o: CFLAGS += -I$(BUILD)/gen
+.PHONY: FORCE
+FORCE:
+
 $(FACEVER): $(BUILD)/libcmd.a $(LIBS)
 	$(CC) $(LDFLAGS) -o $@ -Wl,--whole-archive $(BUILD)/libcmd.a -Wl,--no-whole-archive $(LIBS) $(LDLIBS)
 
@@ -124,6 +145,43 @@ run: $(FACEVER) models/.stamp
 
 clean:
 	rm -rf build build-asan build-fuzz facever
+
+# make install PREFIX=/usr/local DESTDIR=/tmp/stage: the binary finds the models
+# installed beside it (../share/facever/models), so an installed facever runs
+# from any folder. The systemd unit gets the binary's real path.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+INSTALL ?= install
+BINDIR   = $(PREFIX)/bin
+DATADIR  = $(PREFIX)/share/facever
+DOCDIR   = $(PREFIX)/share/doc/facever
+UNITDIR  = $(PREFIX)/lib/systemd/system
+INSTALLED_MODELS := pnet.fvm rnet.fvm onet.fvm mobilefacenet.fvm
+
+.PHONY: install uninstall
+install: $(FACEVER)
+	@[ -n "$(PREFIX)" ] || { echo "make install: PREFIX is empty" >&2; exit 1; }
+	@for m in $(INSTALLED_MODELS); do [ -r models/$$m ] || \
+	    { echo "make install: models/$$m missing; run 'make models' first" >&2; exit 1; }; done
+	$(INSTALL) -d -m 755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)/models $(DESTDIR)$(DOCDIR) \
+	    $(DESTDIR)$(UNITDIR)
+	$(INSTALL) -m 755 $(FACEVER) $(DESTDIR)$(BINDIR)/facever
+	$(INSTALL) -m 644 models/*.fvm $(DESTDIR)$(DATADIR)/models/
+	$(INSTALL) -m 644 README.md SECURITY.md $(DESTDIR)$(DOCDIR)/
+	@set -e; for f in $$(find docs deploy -type f ! -name facever.service | LC_ALL=C sort); do \
+	    case $$f in docs/*) to=$(DESTDIR)$(DOCDIR)/$$f ;; *) to=$(DESTDIR)$(DATADIR)/$$f ;; esac; \
+	    mode=644; [ -x $$f ] && mode=755; \
+	    echo "$(INSTALL) -D -m $$mode $$f $$to"; $(INSTALL) -D -m $$mode $$f $$to; \
+	done
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' deploy/systemd/facever.service \
+	    >$(BUILD)/facever.service
+	$(INSTALL) -m 644 $(BUILD)/facever.service $(DESTDIR)$(UNITDIR)/facever.service
+	$(INSTALL) -D -m 644 $(BUILD)/facever.service $(DESTDIR)$(DATADIR)/deploy/systemd/facever.service
+
+uninstall:
+	@[ -n "$(PREFIX)" ] || { echo "make uninstall: PREFIX is empty" >&2; exit 1; }
+	rm -f $(DESTDIR)$(BINDIR)/facever $(DESTDIR)$(UNITDIR)/facever.service
+	rm -rf $(DESTDIR)$(DATADIR) $(DESTDIR)$(DOCDIR)
 
 # Further targets (fuzzing, load tests, experiments) live in mk/*.mk.
 include $(sort $(wildcard mk/*.mk))

@@ -9,6 +9,7 @@
 
 #include <stdio.h>
 
+#include "cmd/models_path.h"
 #include "model/status.h"
 #include "pipeline/pipeline.h"
 
@@ -30,10 +31,13 @@ int fv_cmd_eval(int argc, char **argv);
 int fv_cmd_pca(int argc, char **argv);
 int fv_cmd_train(int argc, char **argv);
 int fv_cmd_system_info(int argc, char **argv);
+/* `facever version` and `facever --version` (cmd_version.c). */
+int fv_cmd_version(int argc, char **argv);
 
 /* Pipeline options every face command accepts. */
 struct fv_cli_pipeline {
-    const char *models_dir;
+    const char *models_dir; /* --models, or NULL: fv_models_find searches */
+    char models_found[FV_MODELS_PATH_MAX]; /* where fv_cli_pipeline_find_models found them */
     const char *model_path;
     const char *pca_path;
     struct fv_pipeline_params params;
@@ -47,7 +51,12 @@ void fv_cli_pipeline_defaults(struct fv_cli_pipeline *o);
  * when it is not one, or -1 after printing an error. */
 int fv_cli_pipeline_option(const char *cmd, struct fv_cli_pipeline *o, int argc, char **argv,
                            int *i);
-/* Loads the detector, the embedding model and the PCA file, if any. */
+/* Finds the models folder (fv_models_find: --models, $FACEVER_MODELS, beside the
+ * executable, ./models) into o->models_found: the detector's networks, and the
+ * default embedding model unless detector_only or --model names one. */
+enum fv_status fv_cli_pipeline_find_models(struct fv_cli_pipeline *o, int detector_only,
+                                           struct fv_error *err);
+/* Finds the models, then loads the detector, the embedding model and the PCA file, if any. */
 enum fv_status fv_cli_pipeline_open(struct fv_cli_pipeline *o, struct fv_pipeline **pipe,
                                     struct fv_error *err);
 /* Installs a fitted PCA (whitening folded in) as the pipeline's projection. */

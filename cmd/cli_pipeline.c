@@ -11,8 +11,6 @@
 void fv_cli_pipeline_defaults(struct fv_cli_pipeline *o)
 {
     memset(o, 0, sizeof *o);
-    const char *dir = getenv("FACEVER_MODELS");
-    o->models_dir = dir && *dir ? dir : "models";
     o->model_path = getenv("FACEVER_MODEL");
     if (o->model_path && !*o->model_path)
         o->model_path = NULL;
@@ -26,7 +24,9 @@ void fv_cli_pipeline_defaults(struct fv_cli_pipeline *o)
 
 const char fv_cli_pipeline_help[] =
     "  --models DIR         folder with pnet.fvm, rnet.fvm, onet.fvm and the default\n"
-    "                       embedding model mobilefacenet.fvm (default: models, or $FACEVER_MODELS)\n"
+    "                       embedding model mobilefacenet.fvm (default: the first of\n"
+    "                       $FACEVER_MODELS, ../share/facever/models beside the\n"
+    "                       executable and ./models that holds them)\n"
     "  --model FILE         embedding model file (default: DIR/mobilefacenet.fvm)\n"
     "  --pca FILE           PCA projection fitted with 'facever pca fit'\n"
     "  --detect-max-side N  detect on a copy whose longer side is at most N pixels\n"
@@ -122,15 +122,27 @@ int fv_cli_pipeline_option(const char *cmd, struct fv_cli_pipeline *o, int argc,
     return 1;
 }
 
+enum fv_status fv_cli_pipeline_find_models(struct fv_cli_pipeline *o, int detector_only,
+                                           struct fv_error *err)
+{
+    return fv_models_find(o->models_dir,
+                          detector_only || o->model_path ? fv_models_detector_files
+                                                         : fv_models_pipeline_files,
+                          o->models_found, NULL, err);
+}
+
 enum fv_status fv_cli_pipeline_open(struct fv_cli_pipeline *o, struct fv_pipeline **pipe,
                                     struct fv_error *err)
 {
-    char path[4096];
+    char path[FV_MODELS_PATH_MAX + 32];
+    enum fv_status st = fv_cli_pipeline_find_models(o, 0, err);
+    if (st)
+        return st;
     if (!o->model_path) {
-        snprintf(path, sizeof path, "%s/mobilefacenet.fvm", o->models_dir);
+        snprintf(path, sizeof path, "%s/mobilefacenet.fvm", o->models_found);
         o->model_path = path;
     }
-    enum fv_status st = fv_pipeline_new(o->models_dir, o->model_path, &o->params, pipe, err);
+    st = fv_pipeline_new(o->models_found, o->model_path, &o->params, pipe, err);
     if (o->model_path == path)
         o->model_path = NULL;
     if (st || !o->pca_path)

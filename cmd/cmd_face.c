@@ -105,7 +105,8 @@ int fv_cmd_detect(int argc, char **argv)
     rc = 2;
     double t0 = now_ms();
     if (fv_image_source_load(pos[0], &o.params.limits, &src, &err) ||
-        fv_detector_load(o.models_dir, &det, &err) ||
+        fv_cli_pipeline_find_models(&o, 1, &err) ||
+        fv_detector_load(o.models_found, &det, &err) ||
         fv_detector_context_new(det, &ctx, &err))
         goto done;
     const struct fv_image_info *info = fv_image_source_info(src);

@@ -25,7 +25,8 @@ static const char train_usage[] =
     "  --data mnist:DIR        IDX files (scripts/mnist-data.sh puts them in tests/data/mnist)\n"
     "  --data faces:DIR        DIR/identity/*.jpg, aligned on the fly (MTCNN from --models)\n"
     "  --limit N               use only the first N training images\n"
-    "  --models DIR            detector models for faces (default models)\n"
+    "  --models DIR            detector models for faces (default: found as the face\n"
+    "                          commands find them, see 'facever verify --help')\n"
     "  --cache DIR             keep aligned face crops there (PNG) between epochs and runs;\n"
     "                          without it every epoch detects and aligns every face again\n"
     "  --no-mirror             no random left-right mirroring of faces\n"
@@ -141,7 +142,6 @@ static int parse_args(int argc, char **argv, struct train_options *o)
     const char *cmd = "train";
     memset(o, 0, sizeof *o);
     fv_train_default_params(&o->params);
-    o->models = "models";
     o->schedule = "constant";
     o->mirror = 1;
     o->epochs = 10;
@@ -241,7 +241,9 @@ static enum fv_status open_data(const struct train_options *o, const struct fv_m
         d->source = SOURCE_FACES;
         if (d->c != 3)
             return fv_error_set(err, FV_ERR_INVALID_ARG, "the network does not take RGB input");
-        if ((st = fv_faceset_open(o->data + 6, o->models, d->h, d->w, o->cache, &d->faces, err)))
+        char models[FV_MODELS_PATH_MAX];
+        if ((st = fv_models_find(o->models, fv_models_detector_files, models, NULL, err)) ||
+            (st = fv_faceset_open(o->data + 6, models, d->h, d->w, o->cache, &d->faces, err)))
             return st;
         d->count = fv_faceset_count(d->faces);
         if (o->limit && o->limit < d->count)

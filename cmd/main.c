@@ -28,16 +28,20 @@ static const struct subcommand subcommands[] = {
     {"pca", fv_cmd_pca, "fit a PCA projection of face features ('pca fit')"},
     {"train", fv_cmd_train, "train or fine-tune a network (softmax, center loss, LMCL)"},
     {"system-info", fv_cmd_system_info, "the CPU, its kernel level ($FV_CPU) and the BLAS"},
+    {"version", fv_cmd_version, "release, git revision, models found, CPU level (--version)"},
 };
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: facever COMMAND [ARGS...]\n\n"
+    fprintf(f, "usage: facever COMMAND [ARGS...]\n"
+               "       facever --version [--json]\n\n"
                "Face verification after Wen et al. (center loss) and Wang et al. (CosFace).\n\n"
                "commands:\n");
     for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
         fprintf(f, "  %-14s %s\n", subcommands[i].name, subcommands[i].summary);
-    fprintf(f, "\nRun 'facever COMMAND --help' for a command's options.\n");
+    fprintf(f, "\nRun 'facever COMMAND --help' for a command's options.\n"
+               "Models are looked for in --models DIR, $FACEVER_MODELS,\n"
+               "../share/facever/models beside this executable, then ./models.\n");
 }
 
 int fv_cli_fail(const char *cmd, const struct fv_error *err)
@@ -104,6 +108,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "facever: %s\n", err.message);
         return 2;
     }
+    if (strcmp(argv[1], "--version") == 0)
+        return fv_cmd_version(argc - 1, argv + 1);
     for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
         if (strcmp(argv[1], subcommands[i].name) == 0)
             return subcommands[i].run(argc - 1, argv + 1);

@@ -116,10 +116,16 @@ static int log_port(const char *log, const char *what)
 void harness_server_start(struct server *s, const char *data_file, const char *const *extra)
 {
     harness_skip_without_assets(data_file);
+    harness_server_start_binary(s, harness_facever_path(), NULL, extra);
+}
+
+void harness_server_start_binary(struct server *s, const char *binary, const char *workdir,
+                                 const char *const *extra)
+{
     snprintf(s->log_path, sizeof s->log_path, "/tmp/facever-test-%d-XXXXXX", (int)getpid());
     int fd = mkstemp(s->log_path);
     cr_assert(fd >= 0);
-    const char *argv[40] = {harness_facever_path(), "serve", "--port", "0", "--threads", "2",
+    const char *argv[40] = {binary, "serve", "--port", "0", "--threads", "2",
                             "--drain-seconds", "0"};
     int argc = 8;
     for (int i = 0; extra && extra[i]; i++) {
@@ -134,6 +140,8 @@ void harness_server_start(struct server *s, const char *data_file, const char *c
         int null = open("/dev/null", O_RDWR);
         dup2(null, 0);
         dup2(null, 1);
+        if (workdir && chdir(workdir) != 0)
+            _exit(126);
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }

@@ -56,6 +56,11 @@ int harness_send_partial(const struct server *s, const char *head);
  * harness_kill_servers. */
 void harness_server_start(struct server *s, const char *data_file, const char *const *extra);
 
+/* The same for another binary (absolute path), started in workdir (NULL: this
+ * process's folder), with no check for assets: for tests of an installed copy. */
+void harness_server_start_binary(struct server *s, const char *binary, const char *workdir,
+                                 const char *const *extra);
+
 /* SIGTERM and wait; the exit status, or -1 when it did not exit by itself within
  * limit_s (it is then killed). Removes the log. */
 int harness_server_stop(struct server *s, double limit_s);

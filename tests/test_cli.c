@@ -113,7 +113,7 @@ Test(cli, every_command_has_help)
     if (access(facever(), X_OK) != 0)
         cr_skip_test("%s not built", facever());
     const char *cmds[] = {"verify", "detect", "align", "embed", "eval", "pca", "import-tflite",
-                          "model-info", "serve"};
+                          "model-info", "serve", "version", "system-info"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         char args[64], *out;
         snprintf(args, sizeof args, "%s --help", cmds[i]);
