@@ -70,6 +70,19 @@ endef
 $(foreach m,$(MODULES) cmd,$(eval $(call module_lib,$(m))))
 $(BUILD)/libmodel.a: $(KERNEL_OBJS)
 
+# The OpenAPI document is api/openapi.json itself, embedded as bytes (xxd -i) so the
+# server serves exactly the file, and rebuilt whenever the file changes.
+OPENAPI_OBJ := $(BUILD)/gen/openapi_json.o
+$(BUILD)/gen/openapi_json.c: api/openapi.json
+	@mkdir -p $(dir $@)
+	@{ echo '/* generated from api/openapi.json by the Makefile: edit that file */'; \
+	  echo 'const unsigned char fv_openapi_json[] = {'; xxd -i < $<; echo ', 0};'; \
+	  echo 'const unsigned long fv_openapi_json_size = sizeof fv_openapi_json - 1;'; } > $@.tmp
+	@mv $@.tmp $@
+$(OPENAPI_OBJ): $(BUILD)/gen/openapi_json.c
+	$(CC) $(CFLAGS) -c $< -o $@
+$(BUILD)/libapi.a: $(OPENAPI_OBJ)
+
 $(FACEVER): $(BUILD)/libcmd.a $(LIBS)
 	$(CC) $(LDFLAGS) -o $@ -Wl,--whole-archive $(BUILD)/libcmd.a -Wl,--no-whole-archive $(LIBS) $(LDLIBS)
 

@@ -761,5 +761,6 @@ void fv_handle_openapi(const struct fv_handler_env *env, const struct fv_request
 {
     (void)env;
     (void)req;
-    fv_reply_text(r, 200, "application/json", fv_openapi_json, strlen(fv_openapi_json));
+    fv_reply_text(r, 200, "application/json", (const char *)fv_openapi_json,
+                  fv_openapi_json_size);
 }

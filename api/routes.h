@@ -6,7 +6,7 @@
  * env->worker set) for routes marked FV_ROUTE_WORKER. Adding a route is one
  * row here plus its handler, e.g.
  *   {"GET", "/v1/evaluations/{id}", 1, 0, fv_handle_evaluation_get},   // prefix match
- * and a path in openapi.c.
+ * and a path in api/openapi.json.
  */
 #ifndef FV_ROUTES_H
 #define FV_ROUTES_H
@@ -96,8 +96,11 @@ extern const int fv_route_count;
 int fv_route_find(const char *method, const char *path, int *status, char *allow,
                   size_t allow_size);
 
-/* The OpenAPI 3.0 document (static). */
-extern const char fv_openapi_json[];
+/* The OpenAPI 3.0 document: the bytes of api/openapi.json, embedded at build
+ * time (the Makefile turns the file into $(BUILD)/gen/openapi_json.c with xxd),
+ * followed by a NUL that fv_openapi_json_size does not count. */
+extern const unsigned char fv_openapi_json[];
+extern const unsigned long fv_openapi_json_size;
 
 void fv_handle_verify(const struct fv_handler_env *env, const struct fv_request *req,
                       struct fv_reply *reply);

@@ -462,6 +462,12 @@ Test(server, openapi_lists_every_route, .timeout = 30)
     cr_assert_eq(r.status, 200);
     cr_assert_not_null(r.json, "not JSON");
     cr_assert_str_eq(cJSON_GetObjectItem(r.json, "openapi")->valuestring, "3.0.3");
+    /* The document served is api/openapi.json byte for byte (embedded at build time). */
+    struct bytes file = harness_read_file("api/openapi.json");
+    cr_assert_eq(r.size, file.size, "served %zu bytes, api/openapi.json has %zu", r.size,
+                 file.size);
+    cr_assert(memcmp(r.body, file.data, file.size) == 0, "served bytes differ from the file");
+    free(file.data);
     const cJSON *paths = cJSON_GetObjectItem(r.json, "paths");
     static const char *const routes[][2] = {
         {"post", "/v1/verify"}, {"post", "/v1/embed"}, {"post", "/v1/detect"},
