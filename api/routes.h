@@ -5,8 +5,9 @@
  * connection's thread for cheap routes, or on a pipeline worker thread (with
  * env->worker set) for routes marked FV_ROUTE_WORKER. Adding a route is one
  * row here plus its handler, e.g.
- *   {"GET", "/v1/evaluations/{id}", 1, 0, fv_handle_evaluation_get},   // prefix match
- * and a path in api/openapi.json.
+ *   {"GET", "/v1/evaluations/{id}", 1, 0, fv_handle_evaluation_get, FV_API_ON_EVAL_ID},
+ * (prefix match; the last column names the error codes its handler sends,
+ * errors.h) and a path in api/openapi.json with those codes' statuses.
  */
 #ifndef FV_ROUTES_H
 #define FV_ROUTES_H
@@ -86,6 +87,7 @@ struct fv_route {
     int prefix;       /* match paths that start with path up to its '{' */
     int flags;
     fv_route_handler handler;
+    unsigned errors;  /* enum fv_api_on: the family of error codes the handler sends */
 };
 
 extern const struct fv_route fv_routes[];
@@ -95,6 +97,10 @@ extern const int fv_route_count;
  * 404 (no such path) or 405 (path known, method not; allow gets the methods). */
 int fv_route_find(const char *method, const char *path, int *status, char *allow,
                   size_t allow_size);
+
+/* Where error codes may come from on route r (enum fv_api_on bits): its own
+ * family, plus what the server answers for any route with its flags. */
+unsigned fv_route_errors(const struct fv_route *r);
 
 /* The OpenAPI 3.0 document: the bytes of api/openapi.json, embedded at build
  * time (the Makefile turns the file into $(BUILD)/gen/openapi_json.c with xxd),
