@@ -115,8 +115,12 @@ tests/data/.stamp: scripts/test-data.sh scripts/mnist-data.sh
 # generic paths end to end; the kernel and reference tests loop over the levels
 # themselves.
 LEVEL_TESTS := '@(ops|detect|engine|network|align|tflite_models|reference|cli)/*'
-test: $(FACEVER) $(BUILD)/tests/unit models/.stamp tests/data/.stamp tests/data/phone/.stamp
-	FACEVER=./$(FACEVER) $(BUILD)/tests/unit --jobs 1
+# The end-to-end tests log every JSON answer (FV_CONTRACT_LOG) and contract-check
+# (mk/contract.mk) checks each against its schema in api/openapi.json.
+test: $(FACEVER) $(BUILD)/tests/unit models/.stamp tests/data/.stamp tests/data/phone/.stamp $(BUILD)/contract/.stamp
+	@rm -f $(BUILD)/contract/responses.jsonl
+	FV_CONTRACT_NODE=$(BUILD)/contract FV_CONTRACT_LOG=$(BUILD)/contract/responses.jsonl FACEVER=./$(FACEVER) $(BUILD)/tests/unit --jobs 1
+	@$(MAKE) --no-print-directory contract-check
 	@best=$$(./$(FACEVER) system-info --json | sed 's/.*"level":"\([^"]*\)".*/\1/'); \
 	for level in $$(./$(FACEVER) system-info --json | sed 's/.*"supported":"\([^"]*\)".*/\1/'); do \
 	    [ "$$level" = "$$best" ] && continue; \

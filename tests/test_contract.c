@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "api/errors.h"
 #include "api/routes.h"
@@ -201,4 +203,111 @@ Test(contract, route_error_statuses_documented)
                       fv_api_code_str((enum fv_api_code)who[st]), st);
     }
     cJSON_Delete(spec);
+}
+
+/* ---- node: tests/contract/check.mjs with the pinned packages ---- */
+
+/* The folder scripts/contract-node.sh installed the packages into, or NULL
+ * (the test is skipped, saying why). */
+static const char *contract_node(void)
+{
+    const char *dir = getenv("FV_CONTRACT_NODE");
+    if (!dir || !dir[0])
+        dir = "build/contract";
+    if (system("command -v node >/dev/null 2>&1") != 0) {
+        cr_skip_test("node is not installed (make deps): api/openapi.json not validated");
+        return NULL;
+    }
+    char stamp[512];
+    snprintf(stamp, sizeof stamp, "%s/.stamp", dir);
+    if (access(stamp, R_OK) != 0) {
+        cr_skip_test("%s is missing: run sh scripts/contract-node.sh %s (make test does)", stamp,
+                     dir);
+        return NULL;
+    }
+    return dir;
+}
+
+/* Runs check.mjs with args; returns its exit status. */
+static int run_check(const char *dir, const char *args)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "FV_CONTRACT_NODE='%s' node tests/contract/check.mjs %s", dir, args);
+    int rc = system(cmd);
+    cr_assert(rc != -1 && WIFEXITED(rc), "%s did not run", cmd);
+    return WEXITSTATUS(rc);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "cannot write %s", path);
+    cr_assert_eq(fputs(text, f) >= 0 && fclose(f) == 0, 1, "cannot write %s", path);
+}
+
+Test(contract, spec_is_valid_openapi, .timeout = 60)
+{
+    const char *dir = contract_node();
+    if (dir)
+        cr_assert_eq(run_check(dir, "spec api/openapi.json"), 0,
+                     "api/openapi.json fails the OpenAPI 3 validator (see above)");
+}
+
+/* The validator and the response check can fail: a response without its
+ * required description, and answers that do not match their schemas. */
+Test(contract, checks_reject_mismatches, .timeout = 60)
+{
+    const char *dir = contract_node();
+    if (!dir)
+        return;
+    cJSON *spec = load_spec();
+    cJSON *ok = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(
+                cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(spec, "paths"),
+                                                 "/healthz"),
+                "get"),
+            "responses"),
+        "200");
+    cr_assert_not_null(ok);
+    cJSON_DeleteItemFromObjectCaseSensitive(ok, "description");
+    char *text = cJSON_Print(spec);
+    cJSON_Delete(spec);
+    char broken[] = "/tmp/fv-contract-XXXXXX";
+    int fd = mkstemp(broken);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    write_file(broken, text);
+    free(text);
+    char args[256];
+    snprintf(args, sizeof args, "spec %s 2>/dev/null", broken);
+    cr_expect_eq(run_check(dir, args), 1, "a response without a description passed");
+
+    static const char *const good =
+        "{\"method\":\"GET\",\"path\":\"/healthz\",\"status\":200,"
+        "\"content_type\":\"application/json\",\"body\":\"{\\\"status\\\":\\\"ok\\\"}\"}\n"
+        "{\"method\":\"GET\",\"path\":\"/v1/evaluations/0123456789abcdef0123456789abcdef\","
+        "\"status\":404,\"content_type\":\"application/json\",\"body\":"
+        "\"{\\\"error\\\":{\\\"code\\\":\\\"not_found\\\",\\\"message\\\":\\\"m\\\"}}\"}\n";
+    static const char *const bad[] = {
+        /* a body of the wrong type */
+        "{\"method\":\"GET\",\"path\":\"/healthz\",\"status\":200,"
+        "\"content_type\":\"application/json\",\"body\":\"{\\\"status\\\":5}\"}\n",
+        /* an error code the spec does not list */
+        "{\"method\":\"GET\",\"path\":\"/nowhere\",\"status\":404,"
+        "\"content_type\":\"application/json\",\"body\":"
+        "\"{\\\"error\\\":{\\\"code\\\":\\\"no_such_code\\\",\\\"message\\\":\\\"m\\\"}}\"}\n",
+        /* a status not documented for the route */
+        "{\"method\":\"GET\",\"path\":\"/healthz\",\"status\":418,"
+        "\"content_type\":\"application/json\",\"body\":\"{}\"}\n",
+    };
+    write_file(broken, good);
+    snprintf(args, sizeof args, "responses api/openapi.json %s", broken);
+    cr_expect_eq(run_check(dir, args), 0, "good answers were rejected");
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_file(broken, bad[i]);
+        snprintf(args, sizeof args, "responses api/openapi.json %s 2>/dev/null", broken);
+        cr_expect_eq(run_check(dir, args), 1, "passed: %s", bad[i]);
+    }
+    unlink(broken);
 }
