@@ -91,6 +91,19 @@ $(BUILD)/cmd/cmd_version.o: CFLAGS += -I$(BUILD)/gen
 .PHONY: FORCE
 FORCE:
 
+# The OpenAPI document is api/openapi.json itself, embedded as bytes (xxd -i) so the
+# server serves exactly the file, and rebuilt whenever the file changes.
+OPENAPI_OBJ := $(BUILD)/gen/openapi_json.o
+$(BUILD)/gen/openapi_json.c: api/openapi.json
+	@mkdir -p $(dir $@)
+	@{ echo '/* generated from api/openapi.json by the Makefile: edit that file */'; \
+	  echo 'const unsigned char fv_openapi_json[] = {'; xxd -i < $<; echo ', 0};'; \
+	  echo 'const unsigned long fv_openapi_json_size = sizeof fv_openapi_json - 1;'; } > $@.tmp
+	@mv $@.tmp $@
+$(OPENAPI_OBJ): $(BUILD)/gen/openapi_json.c
+	$(CC) $(CFLAGS) -c $< -o $@
+$(BUILD)/libapi.a: $(OPENAPI_OBJ)
+
 $(FACEVER): $(BUILD)/libcmd.a $(LIBS)
 	$(CC) $(LDFLAGS) -o $@ -Wl,--whole-archive $(BUILD)/libcmd.a -Wl,--no-whole-archive $(LIBS) $(LDLIBS)
 
@@ -123,8 +136,12 @@ tests/data/.stamp: scripts/test-data.sh scripts/mnist-data.sh
 # generic paths end to end; the kernel and reference tests loop over the levels
 # themselves.
 LEVEL_TESTS := '@(ops|detect|engine|network|align|tflite_models|reference|cli)/*'
-test: $(FACEVER) $(BUILD)/tests/unit models/.stamp tests/data/.stamp tests/data/phone/.stamp
-	FACEVER=./$(FACEVER) $(BUILD)/tests/unit --jobs 1
+# The end-to-end tests log every JSON answer (FV_CONTRACT_LOG) and contract-check
+# (mk/contract.mk) checks each against its schema in api/openapi.json.
+test: $(FACEVER) $(BUILD)/tests/unit models/.stamp tests/data/.stamp tests/data/phone/.stamp $(BUILD)/contract/.stamp
+	@rm -f $(BUILD)/contract/responses.jsonl
+	FV_CONTRACT_NODE=$(BUILD)/contract FV_CONTRACT_LOG=$(BUILD)/contract/responses.jsonl FACEVER=./$(FACEVER) $(BUILD)/tests/unit --jobs 1
+	@$(MAKE) --no-print-directory contract-check
 	@best=$$(./$(FACEVER) system-info --json | sed 's/.*"level":"\([^"]*\)".*/\1/'); \
 	for level in $$(./$(FACEVER) system-info --json | sed 's/.*"supported":"\([^"]*\)".*/\1/'); do \
 	    [ "$$level" = "$$best" ] && continue; \

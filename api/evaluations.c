@@ -126,7 +126,8 @@ struct job {
 
     char *report; /* JSON text, when done */
     char *svg;    /* when done */
-    char error_code[32];
+    enum fv_api_code error_code; /* valid when failed is set */
+    int failed;
     char error_message[FV_ERROR_MESSAGE_MAX];
 
     /* what the watcher last wrote to the jobs folder (watcher only) */
@@ -226,15 +227,16 @@ static void evict_dir(struct fv_evaluations *ev);
 
 /* ---- the job thread ---- */
 
-static void job_fail(struct job *j, const char *code, const char *fmt, ...)
+static void job_fail(struct job *j, enum fv_api_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Records the failure (kept until the job is finished under the lock). */
-static void job_fail(struct job *j, const char *code, const char *fmt, ...)
+static void job_fail(struct job *j, enum fv_api_code code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    snprintf(j->error_code, sizeof j->error_code, "%s", code);
+    j->error_code = code;
+    j->failed = 1;
     vsnprintf(j->error_message, sizeof j->error_message, fmt, ap);
     va_end(ap);
 }
@@ -249,11 +251,12 @@ static int job_stopping(const struct fv_evaluations *ev, struct job *j)
 static void job_fail_stopped(const struct fv_evaluations *ev, struct job *j)
 {
     if (atomic_load(&j->cancel) == CANCEL_CLIENT)
-        job_fail(j, "cancelled", "a client cancelled the evaluation");
+        job_fail(j, FV_API_CODE_CANCELLED, "a client cancelled the evaluation");
     else if (atomic_load(&j->cancel) == CANCEL_LOST)
-        job_fail(j, "owner_lost", "another replica declared this replica's lease expired");
+        job_fail(j, FV_API_CODE_OWNER_LOST,
+                 "another replica declared this replica's lease expired");
     else if (atomic_load(&ev->stopping))
-        job_fail(j, "cancelled", "the server shut down during the evaluation");
+        job_fail(j, FV_API_CODE_CANCELLED, "the server shut down during the evaluation");
 }
 
 static void set_progress(struct fv_evaluations *ev, struct job *j, size_t done, size_t total)
@@ -305,7 +308,8 @@ static int job_features(struct fv_evaluations *ev, struct job *j, const char **n
         for (size_t i = 0; i < n; i++) {
             snprintf(full, sizeof full, "%s/%s", j->images_dir, names[i]);
             if (realpath(full, resolved) && !under_root(ev, resolved)) {
-                job_fail(j, "forbidden_path", "image %s leads outside the data root", names[i]);
+                job_fail(j, FV_API_CODE_FORBIDDEN_PATH, "image %s leads outside the data root",
+                         names[i]);
                 return -1;
             }
         }
@@ -322,7 +326,7 @@ static int job_features(struct fv_evaluations *ev, struct job *j, const char **n
     struct fv_features_blob *blobs = NULL;
     if (!j->pairs_path) {
         if (!(blobs = malloc(n * sizeof *blobs))) {
-            job_fail(j, "internal", "out of memory for %zu images", n);
+            job_fail(j, FV_API_CODE_INTERNAL, "out of memory for %zu images", n);
             return -1;
         }
         for (size_t i = 0; i < n; i++) {
@@ -343,14 +347,14 @@ static int job_features(struct fv_evaluations *ev, struct job *j, const char **n
         return -1;
     }
     if (st) {
-        const char *code;
+        enum fv_api_code code;
         fv_reply_status_of(st, &code);
-        job_fail(j, st == FV_ERR_FORMAT || st == FV_ERR_IO ? "bad_landmarks" : code, "%s",
+        job_fail(j, st == FV_ERR_FORMAT || st == FV_ERR_IO ? FV_API_CODE_BAD_LANDMARKS : code, "%s",
                  err.message[0] ? err.message : fv_status_str(st));
         return -1;
     }
     if (stats.failed > 0) {
-        job_fail(j, "bad_image", "%s: %s", names[stats.first_failed],
+        job_fail(j, FV_API_CODE_BAD_IMAGE, "%s: %s", names[stats.first_failed],
                  stats.first_failure[0] ? stats.first_failure : "cannot be read or embedded");
         return -1;
     }
@@ -396,8 +400,8 @@ static void run_job(struct fv_evaluations *ev, struct job *j)
         struct fv_pairs_params pp = fv_pairs_default_params();
         pp.max_pairs = ev->params.max_file_pairs;
         if ((st = fv_pairs_load(j->pairs_path, &pp, &pairs, &err))) {
-            job_fail(j, st == FV_ERR_NOMEM ? "internal" : "bad_pairs", "%s: %s", j->pairs_name,
-                     err.message);
+            job_fail(j, st == FV_ERR_NOMEM ? FV_API_CODE_INTERNAL : FV_API_CODE_BAD_PAIRS, "%s: %s",
+                     j->pairs_name, err.message);
             goto done;
         }
         snprintf(title, sizeof title, "%s on %s", model, j->pairs_name);
@@ -405,18 +409,18 @@ static void run_job(struct fv_evaluations *ev, struct job *j)
         size_t size;
         text = inline_pairs_text(j, &size);
         if (!text) {
-            job_fail(j, "internal", "out of memory");
+            job_fail(j, FV_API_CODE_INTERNAL, "out of memory");
             goto done;
         }
         if ((st = fv_pairs_parse(text, size, "inline pairs", NULL, &pairs, &err))) {
-            job_fail(j, "internal", "%s", err.message);
+            job_fail(j, FV_API_CODE_INTERNAL, "%s", err.message);
             goto done;
         }
         snprintf(title, sizeof title, "%s on %zu inline pairs", model, j->n_pairs);
     }
     size_t n = fv_pairs_image_count(pairs), d = (size_t)fv_pipeline_raw_dim(ev->pipe);
     if (n > SIZE_MAX / sizeof(float) / d) {
-        job_fail(j, "too_large", "%zu images are too many", n);
+        job_fail(j, FV_API_CODE_TOO_LARGE, "%zu images are too many", n);
         goto done;
     }
     features = malloc(n * d * sizeof *features);
@@ -426,7 +430,7 @@ static void run_job(struct fv_evaluations *ev, struct job *j)
     if (!j->pairs_path)
         names = malloc(n * sizeof *names);
     if (!features || !how || !paths || !failures || (!j->pairs_path && !names)) {
-        job_fail(j, "internal", "out of memory for %zu images", n);
+        job_fail(j, FV_API_CODE_INTERNAL, "out of memory for %zu images", n);
         goto done;
     }
     set_progress(ev, j, 0, n);
@@ -458,7 +462,8 @@ static void run_job(struct fv_evaluations *ev, struct job *j)
     pp.pca_dim = j->pca_dim;
     pp.compare_without_pca = true;
     if ((st = fv_protocol_run(features, n, d, pairs, &pp, &result, &err))) {
-        job_fail(j, st == FV_ERR_NOMEM ? "internal" : "invalid_value", "%s", err.message);
+        job_fail(j, st == FV_ERR_NOMEM ? FV_API_CODE_INTERNAL : FV_API_CODE_INVALID_VALUE, "%s",
+                 err.message);
         goto done;
     }
     struct fv_report_params rp = fv_report_default_params();
@@ -467,7 +472,7 @@ static void run_job(struct fv_evaluations *ev, struct job *j)
     char *svg = report ? fv_report_svg(result, &rp, &err) : NULL;
     if (!svg) {
         free(report);
-        job_fail(j, "internal", "report: %s", err.message);
+        job_fail(j, FV_API_CODE_INTERNAL, "report: %s", err.message);
         goto done;
     }
     pthread_mutex_lock(&ev->lock);
@@ -627,7 +632,7 @@ static enum fv_status finish_lost(struct fv_evaluations *ev, const char *id, cJS
     cJSON_ReplaceItemInObjectCaseSensitive(o, "status", cJSON_CreateString("failed"));
     add_time(o, "finished_at", time(NULL));
     cJSON *e = cJSON_AddObjectToObject(o, "error");
-    char *text = e && cJSON_AddStringToObject(e, "code", "owner_lost") &&
+    char *text = e && cJSON_AddStringToObject(e, "code", fv_api_code_str(FV_API_CODE_OWNER_LOST)) &&
                          cJSON_AddStringToObject(e, "message", message)
                      ? cJSON_PrintUnformatted(o)
                      : NULL;
@@ -948,7 +953,8 @@ void fv_evaluations_free(struct fv_evaluations *ev)
             if (atomic_load(&j->cancel) != CANCEL_NONE)
                 job_fail_stopped(ev, j);
             else
-                job_fail(j, "cancelled", "the server shut down before the evaluation started");
+                job_fail(j, FV_API_CODE_CANCELLED,
+                         "the server shut down before the evaluation started");
             finished |= finish_in_dir(ev, j);
         } else {
             job_free(j);
@@ -1009,7 +1015,8 @@ static cJSON *job_json(const struct job *j)
     }
     if (j->state == JOB_FAILED) {
         cJSON *e = cJSON_AddObjectToObject(o, "error");
-        cJSON_AddStringToObject(e, "code", j->error_code[0] ? j->error_code : "internal");
+        cJSON_AddStringToObject(e, "code",
+                                fv_api_code_str(j->failed ? j->error_code : FV_API_CODE_INTERNAL));
         cJSON_AddStringToObject(e, "message",
                                 j->error_message[0] ? j->error_message : "the evaluation failed");
     }
@@ -1046,15 +1053,15 @@ static int resolve_path(const struct fv_evaluations *ev, const char *field, cons
     *out = NULL;
     size_t len = strlen(rel);
     if (len == 0 || len > REL_PATH_MAX)
-        return fv_reply_error(r, 422, "invalid_value", field,
+        return fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, field,
                               "%s must be a path of 1..%d bytes", field, REL_PATH_MAX);
     if (rel[0] == '/')
-        return fv_reply_error(r, 403, "forbidden_path", field,
+        return fv_reply_error(r, 403, FV_API_CODE_FORBIDDEN_PATH, field,
                               "%s must be relative to the data root, not absolute", field);
     for (const char *c = rel; *c;) {
         size_t n = strcspn(c, "/");
         if (n == 2 && c[0] == '.' && c[1] == '.')
-            return fv_reply_error(r, 403, "forbidden_path", field,
+            return fv_reply_error(r, 403, FV_API_CODE_FORBIDDEN_PATH, field,
                                   "%s may not contain '..' components", field);
         c += n;
         while (*c == '/')
@@ -1062,28 +1069,28 @@ static int resolve_path(const struct fv_evaluations *ev, const char *field, cons
     }
     for (const char *c = rel; *c; c++)
         if ((unsigned char)*c < 0x20)
-            return fv_reply_error(r, 422, "invalid_value", field,
+            return fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, field,
                                   "%s contains control characters", field);
     char *full = malloc(ev->root_len + len + 2);
     if (!full)
-        return fv_reply_error(r, 500, "internal", NULL, "out of memory");
+        return fv_reply_error(r, 500, FV_API_CODE_INTERNAL, NULL, "out of memory");
     sprintf(full, "%s/%s", ev->root, rel);
     char *resolved = realpath(full, NULL);
     int e = errno;
     free(full);
     if (!resolved)
-        return fv_reply_error(r, 422, "invalid_value", field, "%s: %s under the data root", rel,
-                              e == ENOENT || e == ENOTDIR ? "no such file or folder"
-                                                          : strerror(e));
+        return fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, field,
+                              "%s: %s under the data root", rel,
+                              e == ENOENT || e == ENOTDIR ? "no such file or folder" : strerror(e));
     if (!under_root(ev, resolved)) {
         free(resolved);
-        return fv_reply_error(r, 403, "forbidden_path", field,
+        return fv_reply_error(r, 403, FV_API_CODE_FORBIDDEN_PATH, field,
                               "%s leads outside the data root", field);
     }
     struct stat sb;
     if (stat(resolved, &sb) || (want_dir ? !S_ISDIR(sb.st_mode) : !S_ISREG(sb.st_mode))) {
         free(resolved);
-        return fv_reply_error(r, 422, "invalid_value", field, "%s must be a %s", field,
+        return fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, field, "%s must be a %s", field,
                               want_dir ? "folder" : "regular file");
     }
     *out = resolved;
@@ -1099,7 +1106,7 @@ static int json_int(const cJSON *root, const char *name, long lo, long hi, long 
         return 0;
     if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < lo ||
         v->valuedouble > hi)
-        return -fv_reply_error(r, 422, "invalid_value", name,
+        return -fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, name,
                                "%s must be an integer in %ld..%ld", name, lo, hi);
     *out = (long)v->valuedouble;
     return 1;
@@ -1110,7 +1117,7 @@ static int file_job(const struct fv_handler_env *env, const cJSON *root, struct 
 {
     struct fv_evaluations *ev = env->evaluations;
     if (!ev->root)
-        return fv_reply_error(r, 422, "no_data_root", "pairs",
+        return fv_reply_error(r, 422, FV_API_CODE_NO_DATA_ROOT, "pairs",
                               "this server has no --data-root, so only inline evaluations "
                               "(pairs as an array of images) are possible");
     static const char *const fields[] = {"images", "pairs", "landmarks"};
@@ -1119,12 +1126,12 @@ static int file_job(const struct fv_handler_env *env, const cJSON *root, struct 
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, fields[k]);
         if (!v || cJSON_IsNull(v)) {
             if (k < 2)
-                return fv_reply_error(r, 400, "missing_field", fields[k], "%s is required",
-                                      fields[k]);
+                return fv_reply_error(r, 400, FV_API_CODE_MISSING_FIELD, fields[k],
+                                      "%s is required", fields[k]);
             continue;
         }
         if (!cJSON_IsString(v))
-            return fv_reply_error(r, 400, "invalid_field", fields[k],
+            return fv_reply_error(r, 400, FV_API_CODE_INVALID_FIELD, fields[k],
                                   "%s must be a path relative to the data root", fields[k]);
         values[k] = v->valuestring;
     }
@@ -1134,7 +1141,7 @@ static int file_job(const struct fv_handler_env *env, const cJSON *root, struct 
         (values[2] && (status = resolve_path(ev, "landmarks", values[2], 0, &j->landmarks_path, r))))
         return status;
     if (!(j->pairs_name = strdup(values[1])))
-        return fv_reply_error(r, 500, "internal", NULL, "out of memory");
+        return fv_reply_error(r, 500, FV_API_CODE_INTERNAL, NULL, "out of memory");
     long pca_dim = DEFAULT_FILE_PCA_DIM;
     int got = json_int(root, "pca_dim", 0, fv_pipeline_raw_dim(env->pipeline), &pca_dim, r);
     if (got < 0)
@@ -1149,10 +1156,10 @@ static int inline_job(const struct fv_handler_env *env, const cJSON *root, const
     struct fv_evaluations *ev = env->evaluations;
     int n = cJSON_GetArraySize(list);
     if (n < 2)
-        return fv_reply_error(r, 422, "invalid_value", "pairs",
+        return fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, "pairs",
                               "an inline evaluation needs at least 2 pairs");
     if (n > ev->params.max_inline_pairs)
-        return fv_reply_error(r, 413, "too_many_pairs", "pairs",
+        return fv_reply_error(r, 413, FV_API_CODE_TOO_MANY_PAIRS, "pairs",
                               "at most %d inline pairs; put larger sets under the data root",
                               ev->params.max_inline_pairs);
     long folds = 2;
@@ -1160,7 +1167,7 @@ static int inline_job(const struct fv_handler_env *env, const cJSON *root, const
     if (got < 0)
         return -got;
     if (folds > n)
-        return fv_reply_error(r, 422, "invalid_value", "folds",
+        return fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, "folds",
                               "%ld folds need at least as many pairs, got %d", folds, n);
     j->n_pairs = (size_t)n;
     j->n_folds = (size_t)folds;
@@ -1170,7 +1177,7 @@ static int inline_job(const struct fv_handler_env *env, const cJSON *root, const
     long *fold = calloc((size_t)n, sizeof *fold);
     if (!j->images || !j->same || !j->source_index || !fold) {
         free(fold);
-        return fv_reply_error(r, 500, "internal", NULL, "out of memory");
+        return fv_reply_error(r, 500, FV_API_CODE_INTERNAL, NULL, "out of memory");
     }
     /* Read every pair in request order, then sort by fold (stable). */
     char field[64];
@@ -1181,7 +1188,7 @@ static int inline_job(const struct fv_handler_env *env, const cJSON *root, const
     for (int i = 0; i < n; i++, item = item->next) {
         if (!cJSON_IsObject(item)) {
             snprintf(field, sizeof field, "pairs[%d]", i);
-            status = fv_reply_error(r, 400, "invalid_field", field,
+            status = fv_reply_error(r, 400, FV_API_CODE_INVALID_FIELD, field,
                                     "%s must be an object {image1, image2, same, fold}", field);
             goto done;
         }
@@ -1189,7 +1196,8 @@ static int inline_job(const struct fv_handler_env *env, const cJSON *root, const
             snprintf(field, sizeof field, "pairs[%d].image%d", i, k + 1);
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(item, k ? "image2" : "image1");
             if (!v || cJSON_IsNull(v)) {
-                status = fv_reply_error(r, 400, "missing_field", field, "%s is required", field);
+                status = fv_reply_error(r, 400, FV_API_CODE_MISSING_FIELD, field, "%s is required",
+                                        field);
                 goto done;
             }
             struct blob *b = &blobs[2 * i + k];
@@ -1199,7 +1207,7 @@ static int inline_job(const struct fv_handler_env *env, const cJSON *root, const
         snprintf(field, sizeof field, "pairs[%d].same", i);
         const cJSON *same = cJSON_GetObjectItemCaseSensitive(item, "same");
         if (!cJSON_IsBool(same)) {
-            status = fv_reply_error(r, 422, "invalid_value", field,
+            status = fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, field,
                                     "%s must be true (same person) or false", field);
             goto done;
         }
@@ -1209,7 +1217,7 @@ static int inline_job(const struct fv_handler_env *env, const cJSON *root, const
         const cJSON *f = cJSON_GetObjectItemCaseSensitive(item, "fold");
         int has_fold = f && !cJSON_IsNull(f);
         if (i > 0 && has_fold != with_fold) {
-            status = fv_reply_error(r, 422, "invalid_value", field,
+            status = fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, field,
                                     "give fold for every pair or for none");
             goto done;
         }
@@ -1217,7 +1225,7 @@ static int inline_job(const struct fv_handler_env *env, const cJSON *root, const
         if (has_fold) {
             if (!cJSON_IsNumber(f) || f->valuedouble != floor(f->valuedouble) ||
                 f->valuedouble < 0 || f->valuedouble >= (double)folds) {
-                status = fv_reply_error(r, 422, "invalid_value", field,
+                status = fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, field,
                                         "%s must be an integer in 0..%ld", field, folds - 1);
                 goto done;
             }
@@ -1229,20 +1237,20 @@ static int inline_job(const struct fv_handler_env *env, const cJSON *root, const
         per_fold[fold[i]]++;
     }
     if (n % folds != 0) {
-        status = fv_reply_error(r, 422, "invalid_value", "pairs",
+        status = fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, "pairs",
                                 "%d pairs do not split into %ld folds of equal size", n, folds);
         goto done;
     }
     for (long f = 0; f < folds; f++)
         if (per_fold[f] != (size_t)(n / folds)) {
-            status = fv_reply_error(r, 422, "invalid_value", "pairs",
+            status = fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, "pairs",
                                     "every fold must hold the same number of pairs (%ld); "
                                     "fold %ld has %zu",
                                     n / folds, f, per_fold[f]);
             goto done;
         }
     if (n_same == 0 || n_same == n) {
-        status = fv_reply_error(r, 422, "invalid_value", "pairs",
+        status = fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, "pairs",
                                 "the pairs must include both same-person and different-person "
                                 "pairs");
         goto done;
@@ -1265,7 +1273,7 @@ static int inline_job(const struct fv_handler_env *env, const cJSON *root, const
     if (!sorted || !same) {
         free(sorted);
         free(same);
-        status = fv_reply_error(r, 500, "internal", NULL, "out of memory");
+        status = fv_reply_error(r, 500, FV_API_CODE_INTERNAL, NULL, "out of memory");
         goto done;
     }
     size_t at = 0;
@@ -1300,13 +1308,13 @@ static int create_record(struct fv_evaluations *ev, struct job *j, struct fv_rep
         size_t len = 0;
         char *text = record_text(ev, j, &len);
         if (!text)
-            return fv_reply_error(r, 500, "internal", NULL, "out of memory");
+            return fv_reply_error(r, 500, FV_API_CODE_INTERNAL, NULL, "out of memory");
         int created = 0;
         enum fv_status st =
             fv_jobs_dir_put_once(ev->dir, j->id, FV_JOBS_LIVE, text, len, &created, &err);
         free(text);
         if (st)
-            return fv_reply_error(r, 503, "jobs_dir_unavailable", NULL,
+            return fv_reply_error(r, 503, FV_API_CODE_JOBS_DIR_UNAVAILABLE, NULL,
                                   "cannot record the evaluation: %s", err.message);
         if (created && !fv_jobs_dir_has(ev->dir, j->id, FV_JOBS_FINAL)) {
             j->published_state = j->state;
@@ -1316,7 +1324,7 @@ static int create_record(struct fv_evaluations *ev, struct job *j, struct fv_rep
         if (created) /* the id of a finished job whose live record had gone */
             fv_jobs_dir_delete(ev->dir, j->id, FV_JOBS_LIVE);
     }
-    return fv_reply_error(r, 500, "internal", NULL, "no unused evaluation id");
+    return fv_reply_error(r, 500, FV_API_CODE_INTERNAL, NULL, "no unused evaluation id");
 }
 
 void fv_handle_evaluation_new(const struct fv_handler_env *env, const struct fv_request *req,
@@ -1326,54 +1334,53 @@ void fv_handle_evaluation_new(const struct fv_handler_env *env, const struct fv_
     cJSON *root = NULL;
     struct job *j = NULL;
     if (strncasecmp(req->content_type, "application/json", 16) != 0) {
-        fv_reply_error(r, 415, "unsupported_media_type", NULL,
+        fv_reply_error(r, 415, FV_API_CODE_UNSUPPORTED_MEDIA_TYPE, NULL,
                        "evaluations take an application/json body");
         return;
     }
     if (req->body_size == 0) {
-        fv_reply_error(r, 400, "bad_json", NULL, "the request body is empty");
+        fv_reply_error(r, 400, FV_API_CODE_BAD_JSON, NULL, "the request body is empty");
         return;
     }
     const char *end = NULL;
     root = cJSON_ParseWithLengthOpts((const char *)req->body, req->body_size, &end, 0);
     if (!root) {
         size_t at = end ? (size_t)(end - (const char *)req->body) : 0;
-        fv_reply_error(r, 400, "bad_json", NULL, "malformed JSON near byte %zu", at);
+        fv_reply_error(r, 400, FV_API_CODE_BAD_JSON, NULL, "malformed JSON near byte %zu", at);
         return;
     }
     if (!cJSON_IsObject(root)) {
-        fv_reply_error(r, 400, "bad_json", NULL, "the JSON body must be an object");
+        fv_reply_error(r, 400, FV_API_CODE_BAD_JSON, NULL, "the JSON body must be an object");
         goto done;
     }
     if (!(j = calloc(1, sizeof *j))) {
-        fv_reply_error(r, 500, "internal", NULL, "out of memory");
+        fv_reply_error(r, 500, FV_API_CODE_INTERNAL, NULL, "out of memory");
         goto done;
     }
     const cJSON *pairs = cJSON_GetObjectItemCaseSensitive(root, "pairs");
     if (!pairs || cJSON_IsNull(pairs)) {
-        fv_reply_error(r, 400, "missing_field", "pairs",
+        fv_reply_error(r, 400, FV_API_CODE_MISSING_FIELD, "pairs",
                        "pairs is required: a path below the data root, or an array of "
                        "{image1, image2, same} objects");
         goto done;
     }
-    if (cJSON_IsString(pairs) ? file_job(env, root, j, r)
-                              : cJSON_IsArray(pairs)
-                                    ? inline_job(env, root, pairs, j, r)
-                                    : fv_reply_error(r, 400, "invalid_field", "pairs",
-                                                     "pairs must be a path or an array"))
+    if (cJSON_IsString(pairs)  ? file_job(env, root, j, r)
+        : cJSON_IsArray(pairs) ? inline_job(env, root, pairs, j, r)
+                               : fv_reply_error(r, 400, FV_API_CODE_INVALID_FIELD, "pairs",
+                                                "pairs must be a path or an array"))
         goto done;
 
     pthread_mutex_lock(&ev->lock);
     if (atomic_load(&ev->stopping)) {
         pthread_mutex_unlock(&ev->lock);
-        fv_reply_error(r, 503, "busy", NULL, "the server is shutting down");
+        fv_reply_error(r, 503, FV_API_CODE_BUSY, NULL, "the server is shutting down");
         goto done;
     }
     /* An idle thread takes one more: it is about to start it. */
     if (ev->n_queued >= ev->params.max_queued + !ev->running) {
         int queued = ev->n_queued;
         pthread_mutex_unlock(&ev->lock);
-        fv_reply_error(r, 429, "busy", NULL,
+        fv_reply_error(r, 429, FV_API_CODE_BUSY, NULL,
                        "%d evaluations are already waiting; retry when one has finished", queued);
         goto done;
     }
@@ -1418,7 +1425,7 @@ static int path_id(const struct fv_request *req, const char *suffix, char id[ID_
     size_t id_len = strcspn(tail, "/");
     if (strncmp(req->path, prefix, sizeof prefix - 1) != 0 || !fv_jobs_id_valid(tail, id_len) ||
         strcmp(tail + id_len, suffix) != 0) {
-        fv_reply_error(r, 404, "not_found", NULL, "no route %s", req->path);
+        fv_reply_error(r, 404, FV_API_CODE_NOT_FOUND, NULL, "no route %s", req->path);
         return -1;
     }
     memcpy(id, tail, ID_LEN);
@@ -1428,14 +1435,14 @@ static int path_id(const struct fv_request *req, const char *suffix, char id[ID_
 
 static void reply_unknown(struct fv_reply *r, const char *id)
 {
-    fv_reply_error(r, 404, "not_found", NULL,
+    fv_reply_error(r, 404, FV_API_CODE_NOT_FOUND, NULL,
                    "no evaluation %s (unknown, or finished long enough ago to be forgotten)", id);
 }
 
 static void reply_not_done(struct fv_reply *r, const char *id, const char *state)
 {
-    fv_reply_error(r, 409, "not_done", NULL, "evaluation %s is %s; its ROC exists once done", id,
-                   state);
+    fv_reply_error(r, 409, FV_API_CODE_NOT_DONE, NULL,
+                   "evaluation %s is %s; its ROC exists once done", id, state);
 }
 
 /* Loads the record of id from the jobs folder: 0, or -1 with the reply filled in. */
@@ -1448,7 +1455,7 @@ static int dir_record(struct fv_evaluations *ev, const char *id, cJSON **out, st
         return -1;
     }
     if (st) {
-        fv_reply_error(r, 500, "jobs_dir_unavailable", NULL, "%s", err.message);
+        fv_reply_error(r, 500, FV_API_CODE_JOBS_DIR_UNAVAILABLE, NULL, "%s", err.message);
         return -1;
     }
     return 0;
@@ -1508,7 +1515,7 @@ void fv_handle_evaluation_get(const struct fv_handler_env *env, const struct fv_
 
 static void reply_finished(struct fv_reply *r, const char *id, const char *state)
 {
-    fv_reply_error(r, 409, "finished", NULL, "evaluation %s is already %s", id, state);
+    fv_reply_error(r, 409, FV_API_CODE_FINISHED, NULL, "evaluation %s is already %s", id, state);
 }
 
 void fv_handle_evaluation_cancel(const struct fv_handler_env *env, const struct fv_request *req,
@@ -1532,7 +1539,7 @@ void fv_handle_evaluation_cancel(const struct fv_handler_env *env, const struct 
         int created;
         if (fv_jobs_dir_put_once(ev->dir, id, FV_JOBS_CANCEL, "", 0, &created, &err)) {
             cJSON_Delete(o);
-            fv_reply_error(r, 500, "jobs_dir_unavailable", NULL, "%s", err.message);
+            fv_reply_error(r, 500, FV_API_CODE_JOBS_DIR_UNAVAILABLE, NULL, "%s", err.message);
             return;
         }
         pthread_mutex_lock(&ev->lock);

@@ -46,28 +46,31 @@ static int input_parse(const struct fv_request *req, struct input *in, struct fv
     if (strncasecmp(req->content_type, "multipart/form-data", 19) == 0) {
         char boundary[FV_MULTIPART_BOUNDARY_MAX + 1];
         if (fv_multipart_boundary(req->content_type, boundary))
-            return fv_reply_error(r, 400, "bad_multipart", NULL,
+            return fv_reply_error(r, 400, FV_API_CODE_BAD_MULTIPART, NULL,
                                   "multipart/form-data needs a valid boundary parameter");
         struct fv_error err = {0};
         enum fv_status st = fv_multipart_parse(req->body, req->body_size, boundary, in->parts,
                                                MAX_PARTS, &in->n_parts, &err);
         if (st)
             return fv_reply_error(r, st == FV_ERR_TOO_LARGE ? 413 : 400,
-                                  st == FV_ERR_TOO_LARGE ? "too_many_parts" : "bad_multipart",
+                                  st == FV_ERR_TOO_LARGE ? FV_API_CODE_TOO_MANY_PARTS
+                                                         : FV_API_CODE_BAD_MULTIPART,
                                   NULL, "%s", err.message);
         return 0;
     }
     if (req->body_size == 0)
-        return fv_reply_error(r, 400, "bad_json", NULL, "the request body is empty");
+        return fv_reply_error(r, 400, FV_API_CODE_BAD_JSON, NULL, "the request body is empty");
     const char *end = NULL;
     in->json = cJSON_ParseWithLengthOpts((const char *)req->body, req->body_size, &end, 0);
     if (!in->json) {
         size_t at = end ? (size_t)(end - (const char *)req->body) : 0;
-        return fv_reply_error(r, 400, "bad_json", NULL, "malformed JSON near byte %zu", at);
+        return fv_reply_error(r, 400, FV_API_CODE_BAD_JSON, NULL, "malformed JSON near byte %zu",
+                              at);
     }
     if (!cJSON_IsObject(in->json)) {
         input_free(in);
-        return fv_reply_error(r, 400, "bad_json", NULL, "the JSON body must be an object");
+        return fv_reply_error(r, 400, FV_API_CODE_BAD_JSON, NULL,
+                              "the JSON body must be an object");
     }
     return 0;
 }
@@ -82,7 +85,8 @@ static int input_text(const struct input *in, const char *name, char *buf, size_
         if (!v || cJSON_IsNull(v))
             return 0;
         if (!cJSON_IsString(v))
-            return -fv_reply_error(r, 422, "invalid_value", name, "%s must be a string", name);
+            return -fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, name, "%s must be a string",
+                                   name);
         snprintf(buf, cap, "%s", v->valuestring);
         return 1;
     }
@@ -90,7 +94,7 @@ static int input_text(const struct input *in, const char *name, char *buf, size_
     if (!p)
         return 0;
     if (p->size >= cap)
-        return -fv_reply_error(r, 422, "invalid_value", name, "%s is too long", name);
+        return -fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, name, "%s is too long", name);
     memcpy(buf, p->data, p->size);
     buf[p->size] = 0;
     return 1;
@@ -109,7 +113,8 @@ static int input_policy(const struct input *in, enum fv_face_policy fallback, in
         return 0;
     int p = fv_face_policy_from_name(text);
     if (p < 0 || (p == FV_FACE_ALL && !allow_all))
-        return fv_reply_error(r, 422, "invalid_value", "policy", "policy must be %s, not '%s'",
+        return fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, "policy",
+                              "policy must be %s, not '%s'",
                               allow_all ? "largest, center or all" : "largest or center", text);
     *out = (enum fv_face_policy)p;
     return 0;
@@ -123,7 +128,8 @@ static int input_bool(const struct input *in, const char *name, int *out, struct
         if (!v || cJSON_IsNull(v))
             return 0;
         if (!cJSON_IsBool(v))
-            return fv_reply_error(r, 422, "invalid_value", name, "%s must be true or false", name);
+            return fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, name,
+                                  "%s must be true or false", name);
         *out = cJSON_IsTrue(v);
         return 0;
     }
@@ -136,7 +142,8 @@ static int input_bool(const struct input *in, const char *name, int *out, struct
     if (strcmp(text, "true") == 0 || strcmp(text, "1") == 0)
         *out = 1;
     else if (strcmp(text, "false") != 0 && strcmp(text, "0") != 0)
-        return fv_reply_error(r, 422, "invalid_value", name, "%s must be true or false", name);
+        return fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, name, "%s must be true or false",
+                              name);
     return 0;
 }
 
@@ -152,7 +159,7 @@ static int input_threshold(const struct fv_handler_env *env, const struct input 
         if (!t || cJSON_IsNull(t))
             return 0;
         if (!cJSON_IsNumber(t))
-            return fv_reply_error(r, 422, "invalid_value", "threshold",
+            return fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, "threshold",
                                   "threshold must be a number between -1 and 1");
         v = t->valuedouble;
     } else {
@@ -164,11 +171,11 @@ static int input_threshold(const struct fv_handler_env *env, const struct input 
             return 0;
         v = strtod(text, &end);
         if (end == text || *end)
-            return fv_reply_error(r, 422, "invalid_value", "threshold",
+            return fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, "threshold",
                                   "threshold must be a number between -1 and 1");
     }
     if (!(v >= -1 && v <= 1))
-        return fv_reply_error(r, 422, "invalid_value", "threshold",
+        return fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, "threshold",
                               "threshold must be between -1 and 1, not %g", v);
     *out = (float)v;
     return 0;
@@ -232,14 +239,15 @@ static int input_embedding(const struct input *in, const char *field, int dim, f
             return 0;
         v = parsed = cJSON_ParseWithLength((const char *)p->data, p->size);
         if (!parsed) {
-            return -fv_reply_error(r, 400, "bad_json", field, "%s is not a JSON array", field);
+            return -fv_reply_error(r, 400, FV_API_CODE_BAD_JSON, field, "%s is not a JSON array",
+                                   field);
         }
     }
     int status = 0;
     if (!v || cJSON_IsNull(v))
         goto done;
     if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) != dim) {
-        status = fv_reply_error(r, 422, "invalid_value", field,
+        status = fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, field,
                                 "%s must be an array of %d numbers", field, dim);
         goto done;
     }
@@ -248,7 +256,7 @@ static int input_embedding(const struct input *in, const char *field, int dim, f
     cJSON_ArrayForEach(x, v)
     {
         if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble) || fabs(x->valuedouble) > 1e30) {
-            status = fv_reply_error(r, 422, "invalid_value", field,
+            status = fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, field,
                                     "%s[%d] is not a finite number", field, i);
             goto done;
         }
@@ -271,7 +279,7 @@ static int decode_image(const struct fv_handler_env *env, const struct blob *b, 
                                              &fv_pipeline_params(env->pipeline)->limits, img, &err);
     if (!st)
         return 0;
-    const char *code;
+    enum fv_api_code code;
     int status = fv_reply_status_of(st, &code);
     return fv_reply_error(r, status, code, field, "%s: %s", field,
                           err.message[0] ? err.message : fv_status_str(st));
@@ -281,8 +289,8 @@ static int pipeline_error(enum fv_status st, const struct fv_error *err, const c
                           struct fv_reply *r)
 {
     if (st == FV_ERR_NO_FACE)
-        return fv_reply_error(r, 422, "no_face", field, "no face found in %s", field);
-    const char *code;
+        return fv_reply_error(r, 422, FV_API_CODE_NO_FACE, field, "no face found in %s", field);
+    enum fv_api_code code;
     int status = fv_reply_status_of(st, &code);
     return fv_reply_error(r, status, code, field, "%s: %s", field,
                           err->message[0] ? err->message : fv_status_str(st));
@@ -328,12 +336,12 @@ static int load_side(const struct fv_handler_env *env, const struct input *in, s
     if (has_embedding < 0)
         goto fail;
     if (has_image && has_embedding) {
-        fv_reply_error(r, 400, "invalid_field", s->image_field, "give %s or %s, not both",
+        fv_reply_error(r, 400, FV_API_CODE_INVALID_FIELD, s->image_field, "give %s or %s, not both",
                        s->image_field, s->embedding_field);
         goto fail;
     }
     if (!has_image && !has_embedding) {
-        fv_reply_error(r, 400, "missing_field", s->image_field, "%s (or %s) is required",
+        fv_reply_error(r, 400, FV_API_CODE_MISSING_FIELD, s->image_field, "%s (or %s) is required",
                        s->image_field, s->embedding_field);
         goto fail;
     }
@@ -396,7 +404,7 @@ void fv_handle_verify(const struct fv_handler_env *env, const struct fv_request 
     struct side b = {"image2", "embedding2", 0, NULL, 0, 0, NULL, 0, 0};
     float *buffers = malloc((size_t)2 * dim * sizeof *buffers);
     if (!buffers) {
-        fv_reply_error(r, 500, "internal", NULL, "out of memory");
+        fv_reply_error(r, 500, FV_API_CODE_INTERNAL, NULL, "out of memory");
         return;
     }
     if (input_parse(req, &in, r)) {
@@ -407,7 +415,7 @@ void fv_handle_verify(const struct fv_handler_env *env, const struct fv_request 
     const struct side *sides[2] = {&a, &b};
     for (int i = 0; i < 2; i++) {
         if (!input_has(&in, sides[i]->image_field) && !input_has(&in, sides[i]->embedding_field)) {
-            fv_reply_error(r, 400, "missing_field", sides[i]->image_field,
+            fv_reply_error(r, 400, FV_API_CODE_MISSING_FIELD, sides[i]->image_field,
                            "%s (or %s) is required", sides[i]->image_field,
                            sides[i]->embedding_field);
             goto done;
@@ -518,23 +526,24 @@ static int input_images(const struct fv_handler_env *env, const struct input *in
         const cJSON *one = cJSON_GetObjectItemCaseSensitive(in->json, "image");
         const cJSON *many = cJSON_GetObjectItemCaseSensitive(in->json, "images");
         if (one && many)
-            return fv_reply_error(r, 400, "invalid_field", "images",
+            return fv_reply_error(r, 400, FV_API_CODE_INVALID_FIELD, "images",
                                   "give image or images, not both");
         if (!one && !many)
-            return fv_reply_error(r, 400, "missing_field", "image", "image (or images) is required");
+            return fv_reply_error(r, 400, FV_API_CODE_MISSING_FIELD, "image",
+                                  "image (or images) is required");
         if (many) {
             if (!cJSON_IsArray(many) || cJSON_GetArraySize(many) < 1)
-                return fv_reply_error(r, 400, "invalid_field", "images",
+                return fv_reply_error(r, 400, FV_API_CODE_INVALID_FIELD, "images",
                                       "images must be a non-empty array of base64 strings");
             if (cJSON_GetArraySize(many) > max)
-                return fv_reply_error(r, 413, "too_many_images", "images",
+                return fv_reply_error(r, 413, FV_API_CODE_TOO_MANY_IMAGES, "images",
                                       "at most %d images per request", max);
             l->batch = 1;
         }
         int count = many ? cJSON_GetArraySize(many) : 1;
         l->blobs = calloc((size_t)count, sizeof *l->blobs);
         if (!l->blobs)
-            return fv_reply_error(r, 500, "internal", NULL, "out of memory");
+            return fv_reply_error(r, 500, FV_API_CODE_INTERNAL, NULL, "out of memory");
         const cJSON *v = many ? many->child : one;
         for (; l->n < count; l->n++, v = v->next)
             if (blob_from_base64(v, many ? "images" : "image", &l->blobs[l->n], r)) {
@@ -547,13 +556,14 @@ static int input_images(const struct fv_handler_env *env, const struct input *in
     for (int i = 0; i < in->n_parts; i++)
         count += strcmp(in->parts[i].name, "image") == 0 || strcmp(in->parts[i].name, "images") == 0;
     if (count == 0)
-        return fv_reply_error(r, 400, "missing_field", "image", "a part named image is required");
+        return fv_reply_error(r, 400, FV_API_CODE_MISSING_FIELD, "image",
+                              "a part named image is required");
     if (count > max)
-        return fv_reply_error(r, 413, "too_many_images", "images", "at most %d images per request",
-                              max);
+        return fv_reply_error(r, 413, FV_API_CODE_TOO_MANY_IMAGES, "images",
+                              "at most %d images per request", max);
     l->blobs = calloc((size_t)count, sizeof *l->blobs);
     if (!l->blobs)
-        return fv_reply_error(r, 500, "internal", NULL, "out of memory");
+        return fv_reply_error(r, 500, FV_API_CODE_INTERNAL, NULL, "out of memory");
     for (int i = 0; i < in->n_parts; i++) {
         if (strcmp(in->parts[i].name, "image") == 0 || strcmp(in->parts[i].name, "images") == 0) {
             l->blobs[l->n].data = in->parts[i].data;
@@ -727,11 +737,11 @@ void fv_handle_readyz(const struct fv_handler_env *env, const struct fv_request 
 {
     (void)req;
     if (!env->pipeline) {
-        fv_reply_error(r, 503, "not_ready", NULL, "the pipeline is not loaded");
+        fv_reply_error(r, 503, FV_API_CODE_NOT_READY, NULL, "the pipeline is not loaded");
         return;
     }
     if (env->draining) {
-        fv_reply_error(r, 503, "draining", NULL,
+        fv_reply_error(r, 503, FV_API_CODE_DRAINING, NULL,
                        "the server is draining before it stops: send new requests elsewhere");
         return;
     }
@@ -746,7 +756,7 @@ void fv_handle_metrics(const struct fv_handler_env *env, const struct fv_request
     size_t size;
     char *text = fv_metrics_render(env->metrics, &size);
     if (!text) {
-        fv_reply_error(r, 500, "internal", NULL, "out of memory");
+        fv_reply_error(r, 500, FV_API_CODE_INTERNAL, NULL, "out of memory");
         return;
     }
     fv_reply_clear(r);
@@ -761,5 +771,6 @@ void fv_handle_openapi(const struct fv_handler_env *env, const struct fv_request
 {
     (void)env;
     (void)req;
-    fv_reply_text(r, 200, "application/json", fv_openapi_json, strlen(fv_openapi_json));
+    fv_reply_text(r, 200, "application/json", (const char *)fv_openapi_json,
+                  fv_openapi_json_size);
 }

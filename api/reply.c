@@ -33,22 +33,33 @@ int fv_reply_json(struct fv_reply *r, int status, cJSON *root)
     char *s = root ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
     if (!s) {
-        /* Nothing left to allocate with: a static body, no copy. */
-        static const char oom[] =
-            "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
-        char *copy = malloc(sizeof oom);
+        /* Nothing left to allocate with: a body built on the stack, one small copy. */
+        char oom[96];
+        int n =
+            snprintf(oom, sizeof oom, "{\"error\":{\"code\":\"%s\",\"message\":\"out of memory\"}}",
+                     fv_api_code_str(FV_API_CODE_INTERNAL));
+        char *copy = n > 0 && (size_t)n < sizeof oom ? malloc((size_t)n + 1) : NULL;
         if (copy)
-            memcpy(copy, oom, sizeof oom);
-        set_body(r, 500, copy, copy ? sizeof oom - 1 : 0, "application/json");
+            memcpy(copy, oom, (size_t)n + 1);
+        set_body(r, 500, copy, copy ? (size_t)n : 0, "application/json");
         return 500;
     }
     set_body(r, status, s, strlen(s), "application/json");
     return status;
 }
 
-int fv_reply_error(struct fv_reply *r, int status, const char *code, const char *field,
+int fv_reply_error(struct fv_reply *r, int status, enum fv_api_code code, const char *field,
                    const char *fmt, ...)
 {
+    if (!fv_api_error_allows(code, status) || status < 400) {
+        /* A handler sending a code with a status the table (and the spec) does
+         * not give it is a bug, but not one to take the server down for: the
+         * answer still goes out, and the log says so. */
+        fprintf(stderr, "facever: bug: error code %s sent with status %d, which api/errors.c "
+                        "does not allow\n", fv_api_code_str(code), status);
+        if (status < 400)
+            status = 500;
+    }
     char message[FV_ERROR_MESSAGE_MAX];
     va_list ap;
     va_start(ap, fmt);
@@ -56,7 +67,7 @@ int fv_reply_error(struct fv_reply *r, int status, const char *code, const char 
     va_end(ap);
     cJSON *root = cJSON_CreateObject();
     cJSON *e = cJSON_AddObjectToObject(root, "error");
-    if (!e || !cJSON_AddStringToObject(e, "code", code) ||
+    if (!e || !cJSON_AddStringToObject(e, "code", fv_api_code_str(code)) ||
         !cJSON_AddStringToObject(e, "message", message) ||
         (field && !cJSON_AddStringToObject(e, "field", field))) {
         cJSON_Delete(root);
@@ -77,26 +88,26 @@ int fv_reply_text(struct fv_reply *r, int status, const char *content_type, cons
     return status;
 }
 
-int fv_reply_status_of(enum fv_status st, const char **code)
+int fv_reply_status_of(enum fv_status st, enum fv_api_code *code)
 {
     switch (st) {
     case FV_ERR_FORMAT:
-        *code = "bad_image";
+        *code = FV_API_CODE_BAD_IMAGE;
         return 400;
     case FV_ERR_UNSUPPORTED:
-        *code = "unsupported_image";
+        *code = FV_API_CODE_UNSUPPORTED_IMAGE;
         return 415;
     case FV_ERR_TOO_LARGE:
-        *code = "image_too_large";
+        *code = FV_API_CODE_IMAGE_TOO_LARGE;
         return 413;
     case FV_ERR_NO_FACE:
-        *code = "no_face";
+        *code = FV_API_CODE_NO_FACE;
         return 422;
     case FV_ERR_INVALID_ARG:
-        *code = "invalid_value";
+        *code = FV_API_CODE_INVALID_VALUE;
         return 422;
     default:
-        *code = "internal";
+        *code = FV_API_CODE_INTERNAL;
         return 500;
     }
 }
@@ -107,17 +118,19 @@ int fv_api_image_from_json(const cJSON *v, const char *field, uint8_t **bytes, s
     *bytes = NULL;
     *size = 0;
     if (!cJSON_IsString(v))
-        return fv_reply_error(r, 400, "invalid_field", field, "%s must be a base64 string", field);
+        return fv_reply_error(r, 400, FV_API_CODE_INVALID_FIELD, field,
+                              "%s must be a base64 string", field);
     switch (fv_base64_decode_alloc(v->valuestring, strlen(v->valuestring), bytes, size)) {
     case FV_OK:
         return 0;
     case FV_ERR_UNSUPPORTED:
-        return fv_reply_error(r, 400, "bad_base64", field, "%s is a data URI that is not base64",
-                              field);
+        return fv_reply_error(r, 400, FV_API_CODE_BAD_BASE64, field,
+                              "%s is a data URI that is not base64", field);
     case FV_ERR_NOMEM:
-        return fv_reply_error(r, 500, "internal", NULL, "out of memory");
+        return fv_reply_error(r, 500, FV_API_CODE_INTERNAL, NULL, "out of memory");
     default:
-        return fv_reply_error(r, 400, "bad_base64", field, "%s is not valid base64", field);
+        return fv_reply_error(r, 400, FV_API_CODE_BAD_BASE64, field, "%s is not valid base64",
+                              field);
     }
 }
 

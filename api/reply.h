@@ -3,7 +3,7 @@
  *
  *   struct fv_reply r = {0};
  *   if (!image)
- *       return fv_reply_error(&r, 400, "missing_field", "image1", "image1 is required");
+ *       return fv_reply_error(&r, 400, FV_API_CODE_MISSING_FIELD, "image1", "image1 is required");
  *   cJSON *root = cJSON_CreateObject();
  *   ...
  *   fv_reply_json(&r, 200, root);            // takes root
@@ -12,7 +12,8 @@
  *
  * Error bodies look like
  *   {"error": {"code": "no_face", "message": "no face found in image2", "field": "image2"}}
- * with "field" left out when no single input is at fault.
+ * with "field" left out when no single input is at fault. The codes and the
+ * statuses each may go with are the table in errors.h.
  */
 #ifndef FV_REPLY_H
 #define FV_REPLY_H
@@ -20,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "api/errors.h"
 #include "model/status.h"
 #include "pipeline/detect.h"
 
@@ -40,8 +42,9 @@ void fv_reply_clear(struct fv_reply *r);
  * Returns status, or 500 if serialising failed. */
 int fv_reply_json(struct fv_reply *r, int status, struct cJSON *root);
 
-/* Replaces the reply with the error shape. field may be NULL. Returns status. */
-int fv_reply_error(struct fv_reply *r, int status, const char *code, const char *field,
+/* Replaces the reply with the error shape. field may be NULL. Returns status.
+ * status must be one the table (errors.h) gives code: a programmer error otherwise. */
+int fv_reply_error(struct fv_reply *r, int status, enum fv_api_code code, const char *field,
                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* A body that is not JSON (metrics text, SVG): copies size bytes. */
@@ -51,7 +54,7 @@ int fv_reply_text(struct fv_reply *r, int status, const char *content_type, cons
 /* The HTTP status and error code that a library failure on client input maps
  * to: FORMAT 400 "bad_image", UNSUPPORTED 415, TOO_LARGE 413, NO_FACE 422,
  * INVALID_ARG 422, NOMEM and the rest 500. */
-int fv_reply_status_of(enum fv_status st, const char **code);
+int fv_reply_status_of(enum fv_status st, enum fv_api_code *code);
 
 /* The encoded image in a JSON request field (v, named field in errors): a
  * string of base64 or a base64 data URI. Returns 0 with *bytes (malloc'd, the

@@ -5,17 +5,18 @@
 #include <string.h>
 
 const struct fv_route fv_routes[] = {
-    {"POST", "/v1/verify", 0, FV_ROUTE_BODY | FV_ROUTE_WORKER, fv_handle_verify},
-    {"POST", "/v1/embed", 0, FV_ROUTE_BODY | FV_ROUTE_WORKER, fv_handle_embed},
-    {"POST", "/v1/detect", 0, FV_ROUTE_BODY | FV_ROUTE_WORKER, fv_handle_detect},
-    {"POST", "/v1/evaluations", 0, FV_ROUTE_BODY | FV_ROUTE_WORKER, fv_handle_evaluation_new},
-    {"GET", "/v1/evaluations/{id}", 1, 0, fv_handle_evaluation_get},
-    {"POST", "/v1/evaluations/{id}/cancel", 1, 0, fv_handle_evaluation_cancel},
-    {"GET", "/v1/models", 0, 0, fv_handle_models},
-    {"GET", "/healthz", 0, FV_ROUTE_OPEN, fv_handle_healthz},
-    {"GET", "/readyz", 0, FV_ROUTE_OPEN, fv_handle_readyz},
-    {"GET", "/metrics", 0, FV_ROUTE_OPEN, fv_handle_metrics},
-    {"GET", "/openapi.json", 0, FV_ROUTE_OPEN, fv_handle_openapi},
+    {"POST", "/v1/verify", 0, FV_ROUTE_BODY | FV_ROUTE_WORKER, fv_handle_verify, FV_API_ON_IMAGES},
+    {"POST", "/v1/embed", 0, FV_ROUTE_BODY | FV_ROUTE_WORKER, fv_handle_embed, FV_API_ON_IMAGES},
+    {"POST", "/v1/detect", 0, FV_ROUTE_BODY | FV_ROUTE_WORKER, fv_handle_detect, FV_API_ON_IMAGES},
+    {"POST", "/v1/evaluations", 0, FV_ROUTE_BODY | FV_ROUTE_WORKER, fv_handle_evaluation_new,
+     FV_API_ON_EVAL_NEW},
+    {"GET", "/v1/evaluations/{id}", 1, 0, fv_handle_evaluation_get, FV_API_ON_EVAL_ID},
+    {"POST", "/v1/evaluations/{id}/cancel", 1, 0, fv_handle_evaluation_cancel, FV_API_ON_EVAL_ID},
+    {"GET", "/v1/models", 0, 0, fv_handle_models, 0},
+    {"GET", "/healthz", 0, FV_ROUTE_OPEN, fv_handle_healthz, 0},
+    {"GET", "/readyz", 0, FV_ROUTE_OPEN, fv_handle_readyz, FV_API_ON_READY},
+    {"GET", "/metrics", 0, FV_ROUTE_OPEN, fv_handle_metrics, 0},
+    {"GET", "/openapi.json", 0, FV_ROUTE_OPEN, fv_handle_openapi, 0},
 };
 const int fv_route_count = (int)(sizeof fv_routes / sizeof fv_routes[0]);
 
@@ -53,4 +54,16 @@ int fv_route_find(const char *method, const char *path, int *status, char *allow
     }
     *status = known_path ? 405 : 404;
     return -1;
+}
+
+unsigned fv_route_errors(const struct fv_route *r)
+{
+    unsigned on = FV_API_ON_ANY | r->errors;
+    if (!(r->flags & FV_ROUTE_OPEN))
+        on |= FV_API_ON_KEYED;
+    if (r->flags & FV_ROUTE_BODY)
+        on |= FV_API_ON_BODY;
+    if (r->flags & FV_ROUTE_WORKER)
+        on |= FV_API_ON_WORKER;
+    return on;
 }

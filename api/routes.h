@@ -5,8 +5,9 @@
  * connection's thread for cheap routes, or on a pipeline worker thread (with
  * env->worker set) for routes marked FV_ROUTE_WORKER. Adding a route is one
  * row here plus its handler, e.g.
- *   {"GET", "/v1/evaluations/{id}", 1, 0, fv_handle_evaluation_get},   // prefix match
- * and a path in openapi.c.
+ *   {"GET", "/v1/evaluations/{id}", 1, 0, fv_handle_evaluation_get, FV_API_ON_EVAL_ID},
+ * (prefix match; the last column names the error codes its handler sends,
+ * errors.h) and a path in api/openapi.json with those codes' statuses.
  */
 #ifndef FV_ROUTES_H
 #define FV_ROUTES_H
@@ -86,6 +87,7 @@ struct fv_route {
     int prefix;       /* match paths that start with path up to its '{' */
     int flags;
     fv_route_handler handler;
+    unsigned errors;  /* enum fv_api_on: the family of error codes the handler sends */
 };
 
 extern const struct fv_route fv_routes[];
@@ -96,8 +98,15 @@ extern const int fv_route_count;
 int fv_route_find(const char *method, const char *path, int *status, char *allow,
                   size_t allow_size);
 
-/* The OpenAPI 3.0 document (static). */
-extern const char fv_openapi_json[];
+/* Where error codes may come from on route r (enum fv_api_on bits): its own
+ * family, plus what the server answers for any route with its flags. */
+unsigned fv_route_errors(const struct fv_route *r);
+
+/* The OpenAPI 3.0 document: the bytes of api/openapi.json, embedded at build
+ * time (the Makefile turns the file into $(BUILD)/gen/openapi_json.c with xxd),
+ * followed by a NUL that fv_openapi_json_size does not count. */
+extern const unsigned char fv_openapi_json[];
+extern const unsigned long fv_openapi_json_size;
 
 void fv_handle_verify(const struct fv_handler_env *env, const struct fv_request *req,
                       struct fv_reply *reply);

@@ -135,7 +135,7 @@ static enum MHD_Result send_reply(struct request *rq)
 {
     struct fv_reply *r = &rq->reply;
     if (!r->status)
-        fv_reply_error(r, 500, "internal", NULL, "handler produced no reply");
+        fv_reply_error(r, 500, FV_API_CODE_INTERNAL, NULL, "handler produced no reply");
     /* A copy, so the reply stays intact if libmicrohttpd refuses it for now. */
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(r->size, r->body, MHD_RESPMEM_MUST_COPY);
@@ -320,7 +320,7 @@ static enum MHD_Result enqueue(struct fv_server *s, struct request *rq)
     if (s->waiting >= s->config.queue + (idle_workers > 0 ? idle_workers : 0)) {
         pthread_mutex_unlock(&s->lock);
         fv_metrics_rejected(s->metrics);
-        fv_reply_error(&rq->reply, 429, "busy", NULL,
+        fv_reply_error(&rq->reply, 429, FV_API_CODE_BUSY, NULL,
                        "all %d workers are busy and %d requests are waiting; retry later",
                        s->n_workers, s->waiting);
         return send_reply(rq);
@@ -418,17 +418,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         }
         if (rq->route < 0) {
             if (status == 405)
-                fv_reply_error(&rq->reply, 405, "method_not_allowed", NULL,
+                fv_reply_error(&rq->reply, 405, FV_API_CODE_METHOD_NOT_ALLOWED, NULL,
                                "%s is not allowed on %s (allowed: %s)", method, rq->path,
                                rq->reply.allow);
             else
-                fv_reply_error(&rq->reply, 404, "not_found", NULL, "no route %s%s", rq->path,
+                fv_reply_error(&rq->reply, 404, FV_API_CODE_NOT_FOUND, NULL, "no route %s%s",
+                               rq->path,
                                l->admin ? " on the admin port (/healthz, /readyz, /metrics)" : "");
             return send_reply(rq);
         }
         const struct fv_route *route = &fv_routes[rq->route];
         if (s->config.api_keys && !(route->flags & FV_ROUTE_OPEN) && !authorised(s, c)) {
-            fv_reply_error(&rq->reply, 401, "unauthorized", NULL,
+            fv_reply_error(&rq->reply, 401, FV_API_CODE_UNAUTHORIZED, NULL,
                            "a valid API key is required (X-API-Key or Authorization: Bearer)");
             return send_reply(rq);
         }
@@ -440,7 +441,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_TYPE);
         if (!ct || !content_type_ok(ct)) {
-            fv_reply_error(&rq->reply, 415, "unsupported_media_type", NULL,
+            fv_reply_error(&rq->reply, 415, FV_API_CODE_UNSUPPORTED_MEDIA_TYPE, NULL,
                            "Content-Type must be application/json or multipart/form-data, not %s",
                            ct ? ct : "(none)");
             return send_reply(rq);
@@ -453,7 +454,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             char *end;
             unsigned long long n = strtoull(cl, &end, 10);
             if (errno || end == cl || n > s->config.max_body) {
-                fv_reply_error(&rq->reply, 413, "body_too_large", NULL,
+                fv_reply_error(&rq->reply, 413, FV_API_CODE_BODY_TOO_LARGE, NULL,
                                "request body of %s bytes exceeds the limit of %zu", cl,
                                s->config.max_body);
                 return send_reply(rq);
@@ -472,7 +473,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         /* The idle timeout resets on every byte; a body trickled in slowly meets
          * this deadline instead. */
         if (now_ms() - rq->start_ms > 1e3 * s->config.request_timeout_s) {
-            fv_reply_error(&rq->reply, 408, "request_timeout", NULL,
+            fv_reply_error(&rq->reply, 408, FV_API_CODE_REQUEST_TIMEOUT, NULL,
                            "the request body did not arrive within %u s",
                            s->config.request_timeout_s);
             free(rq->body);
@@ -483,7 +484,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             return send_reply(rq) == MHD_YES ? MHD_YES : MHD_NO;
         }
         if (n > s->config.max_body - rq->size) {
-            fv_reply_error(&rq->reply, 413, "body_too_large", NULL,
+            fv_reply_error(&rq->reply, 413, FV_API_CODE_BODY_TOO_LARGE, NULL,
                            "request body exceeds the limit of %zu bytes", s->config.max_body);
             free(rq->body);
             rq->body = NULL;
@@ -494,7 +495,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             return MHD_YES;
         }
         if (!body_reserve(rq, n, s->config.max_body)) {
-            fv_reply_error(&rq->reply, 503, "busy", NULL, "out of memory for the body");
+            fv_reply_error(&rq->reply, 503, FV_API_CODE_BUSY, NULL, "out of memory for the body");
             free(rq->body);
             rq->body = NULL;
             rq->size = rq->cap = 0;

@@ -20,7 +20,7 @@
  * Routes: POST /v1/verify, /v1/embed, /v1/detect, /v1/evaluations,
  * /v1/evaluations/{id}/cancel; GET
  * /v1/evaluations/{id}, /v1/evaluations/{id}/roc.svg, /v1/models, /healthz,
- * /readyz, /metrics, /openapi.json (see openapi.c for the schemas).
+ * /readyz, /metrics, /openapi.json (see api/openapi.json for the schemas).
  * Evaluations run as jobs on a thread of their own (see evaluations.h); with
  * jobs_dir, replicas sharing that folder answer for each other's jobs.
  *

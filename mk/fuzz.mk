@@ -24,7 +24,8 @@ FUZZ_NAMES    := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c
 FUZZ_BINS     := $(foreach n,$(FUZZ_NAMES),$(FUZZ_BUILD)/fuzz_$(n))
 FUZZ_LIB_SRCS := $(foreach m,api eval pipeline model,$(wildcard $(m)/*.c))
 FUZZ_LIB_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(FUZZ_LIB_SRCS)) \
-                 $(foreach i,$(KERNEL_ISAS),$(FUZZ_BUILD)/model/kern/kernels.$(i).o)
+                 $(foreach i,$(KERNEL_ISAS),$(FUZZ_BUILD)/model/kern/kernels.$(i).o) \
+                 $(FUZZ_BUILD)/gen/openapi_json.o
 SECONDS       ?= 60
 FUZZ_JOBS     ?= 1
 
@@ -55,6 +56,11 @@ $(FUZZ_BUILD)/%.o: %.c | $(FUZZ_BUILD)/.gitignore
 $(FUZZ_BUILD)/model/kern/kernels.%.o: model/kern/kernels.c | $(FUZZ_BUILD)/.gitignore
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(ISA_FLAGS_$*) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+# api/openapi.json as bytes, from the main build's generated source (Makefile).
+$(FUZZ_BUILD)/gen/openapi_json.o: $(BUILD)/gen/openapi_json.c | $(FUZZ_BUILD)/.gitignore
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
 # One archive, so each harness links only the objects it reaches.
 $(FUZZ_BUILD)/libfacever.a: $(FUZZ_LIB_OBJS)

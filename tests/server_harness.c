@@ -242,6 +242,44 @@ void harness_resp_free(struct resp *r)
     memset(r, 0, sizeof *r);
 }
 
+/* With FV_CONTRACT_LOG naming a file, appends each JSON answer to it as one line,
+ * {"method", "path", "status", "content_type", "body"}: after the suite,
+ * scripts/contract-check.sh checks every one against its route's schema in
+ * api/openapi.json. One write(2) per line on an O_APPEND descriptor, so lines
+ * from concurrent requests and test processes do not interleave. */
+static void contract_log(const char *method, const char *path, const struct resp *r)
+{
+    const char *log = getenv("FV_CONTRACT_LOG");
+    if (!log || !log[0] || !r->json || r->status <= 0 ||
+        strncasecmp(r->content_type, "application/json", 16) != 0)
+        return;
+    cJSON *o = cJSON_CreateObject();
+    char *line = NULL;
+    if (cJSON_AddStringToObject(o, "method", method) && cJSON_AddStringToObject(o, "path", path) &&
+        cJSON_AddNumberToObject(o, "status", (double)r->status) &&
+        cJSON_AddStringToObject(o, "content_type", r->content_type) &&
+        cJSON_AddStringToObject(o, "body", r->body))
+        line = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    /* Not cr_assert: requests also come from the tests' own threads. A line lost
+     * would be a response left unchecked, so the test crashes instead. */
+    if (!line) {
+        fprintf(stderr, "FV_CONTRACT_LOG: out of memory\n");
+        abort();
+    }
+    size_t n = strlen(line);
+    line[n++] = '\n'; /* over the NUL: the line is written by length */
+    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    ssize_t wrote = fd >= 0 ? write(fd, line, n) : -1;
+    if (fd >= 0)
+        close(fd);
+    free(line);
+    if (wrote != (ssize_t)n) {
+        fprintf(stderr, "FV_CONTRACT_LOG=%s: cannot append\n", log);
+        abort();
+    }
+}
+
 struct resp harness_http(const struct server *s, const char *method, const char *path,
                          const char *content_type, const void *body, size_t size,
                          const char *const *headers)
@@ -286,6 +324,7 @@ struct resp harness_http_port(int port, const char *method, const char *path,
     curl_easy_cleanup(c);
     if (r.body)
         r.json = cJSON_Parse(r.body);
+    contract_log(method, path, &r);
     return r;
 }
 
