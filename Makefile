@@ -104,6 +104,21 @@ $(OPENAPI_OBJ): $(BUILD)/gen/openapi_json.c
 	$(CC) $(CFLAGS) -c $< -o $@
 $(BUILD)/libapi.a: $(OPENAPI_OBJ)
 
+# The page (GET /, /app.js, /app.css) the same way: api/page/NAME.EXT becomes
+# fv_page_NAME_EXT in one generated file.
+PAGE_FILES := api/page/index.html api/page/app.js api/page/app.css
+PAGE_OBJ   := $(BUILD)/gen/page_files.o
+$(BUILD)/gen/page_files.c: $(PAGE_FILES)
+	@mkdir -p $(dir $@)
+	@{ echo '/* generated from api/page/ by the Makefile: edit those files */'; \
+	  for f in $(PAGE_FILES); do n=fv_page_$$(basename $$f | tr '.-' '__'); \
+	    echo "const unsigned char $${n}[] = {"; xxd -i < $$f; echo ', 0};'; \
+	    echo "const unsigned long $${n}_size = sizeof $${n} - 1;"; done; } > $@.tmp
+	@mv $@.tmp $@
+$(PAGE_OBJ): $(BUILD)/gen/page_files.c
+	$(CC) $(CFLAGS) -c $< -o $@
+$(BUILD)/libapi.a: $(PAGE_OBJ)
+
 $(FACEVER): $(BUILD)/libcmd.a $(LIBS)
 	$(CC) $(LDFLAGS) -o $@ -Wl,--whole-archive $(BUILD)/libcmd.a -Wl,--no-whole-archive $(LIBS) $(LDLIBS)
 

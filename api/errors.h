@@ -59,7 +59,7 @@ enum fv_api_on {
     FV_API_ON_KEYED = 1 << 1,    /* routes that need an API key (not FV_ROUTE_OPEN) */
     FV_API_ON_BODY = 1 << 2,     /* routes that take a body (FV_ROUTE_BODY) */
     FV_API_ON_WORKER = 1 << 3,   /* routes queued for a pipeline worker (FV_ROUTE_WORKER) */
-    FV_API_ON_IMAGES = 1 << 4,   /* POST /v1/verify, /v1/embed, /v1/detect */
+    FV_API_ON_IMAGES = 1 << 4,   /* POST /v1/verify, /v1/embed, /v1/detect, /v1/align */
     FV_API_ON_EVAL_NEW = 1 << 5, /* POST /v1/evaluations */
     FV_API_ON_EVAL_ID = 1 << 6,  /* GET /v1/evaluations/{id}[/roc.svg], POST .../cancel */
     FV_API_ON_READY = 1 << 7,    /* GET /readyz */

@@ -7,6 +7,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "api/base64.h"
 #include "api/multipart.h"
 #include "api/routes.h"
 #include "pipeline/pipeline.h"
@@ -144,6 +145,39 @@ static int input_bool(const struct input *in, const char *name, int *out, struct
     else if (strcmp(text, "false") != 0 && strcmp(text, "0") != 0)
         return fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, name, "%s must be true or false",
                               name);
+    return 0;
+}
+
+/* A face index (a non-negative integer; a number or digits in multipart):
+ * *out is -1 when absent. 0, or the HTTP status with the reply filled in. */
+static int input_index(const struct input *in, const char *name, int *out, struct fv_reply *r)
+{
+    *out = -1;
+    double v;
+    if (in->json) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(in->json, name);
+        if (!t || cJSON_IsNull(t))
+            return 0;
+        if (!cJSON_IsNumber(t))
+            return fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, name,
+                                  "%s must be a face index (0, 1, ...)", name);
+        v = t->valuedouble;
+    } else {
+        char text[32], *end;
+        int got = input_text(in, name, text, sizeof text, r);
+        if (got < 0)
+            return -got;
+        if (!got)
+            return 0;
+        v = strtod(text, &end);
+        if (end == text || *end)
+            return fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, name,
+                                  "%s must be a face index (0, 1, ...)", name);
+    }
+    if (!(v >= 0 && v <= 100000) || v != floor(v))
+        return fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, name,
+                              "%s must be a face index (0, 1, ...), not %g", name, v);
+    *out = (int)v;
     return 0;
 }
 
@@ -315,7 +349,8 @@ static void add_model_fields(const struct fv_handler_env *env, cJSON *root)
 /* ---- POST /v1/verify ---- */
 
 struct side {
-    const char *image_field, *embedding_field;
+    const char *image_field, *embedding_field, *face_field;
+    int face_index;                  /* the face asked for (face1/face2), -1: by policy */
     int from_image;
     struct fv_face_embedding *faces; /* from the image */
     int n_faces;
@@ -323,6 +358,41 @@ struct side {
     float *embedding;                /* the one compared */
     double decode_ms, process_ms;
 };
+
+/* The face at s->face_index of every face found (the order of /v1/detect with
+ * policy all), alone in s->faces. FV_ERR_INVALID_ARG with the reply filled in
+ * when there are fewer faces; other failures are the pipeline's. */
+static enum fv_status embed_chosen(const struct fv_handler_env *env, struct fv_image_source *img,
+                                   struct side *s, struct fv_reply *r, struct fv_error *err)
+{
+    struct fv_face *found = NULL;
+    int n = 0;
+    enum fv_status st = fv_pipeline_detect_source(env->worker, img, FV_FACE_ALL, &found, &n, err);
+    if (st)
+        goto done;
+    if (s->face_index >= n) {
+        fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, s->face_field,
+                       "%s is %d but %s has %d face%s (0 to %d)", s->face_field, s->face_index,
+                       s->image_field, n, n == 1 ? "" : "s", n - 1);
+        st = FV_ERR_INVALID_ARG;
+        goto done;
+    }
+    s->faces = calloc(1, sizeof *s->faces);
+    float *e = malloc((size_t)fv_pipeline_dim(env->pipeline) * sizeof *e);
+    if (!s->faces || !e) {
+        free(e);
+        st = fv_error_set(err, FV_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    s->faces[0].face = found[s->face_index];
+    s->faces[0].embedding = e;
+    s->n_faces = 1;
+    st = fv_pipeline_embed_source(env->worker, img,
+                                  (const float(*)[2])found[s->face_index].landmarks, NULL, e, err);
+done:
+    free(found);
+    return st;
+}
 
 static int load_side(const struct fv_handler_env *env, const struct input *in, struct side *s,
                      enum fv_face_policy policy, float *buffer, struct fv_reply *r)
@@ -357,8 +427,12 @@ static int load_side(const struct fv_handler_env *env, const struct input *in, s
     double t1 = now_ms();
     struct fv_error err = {0};
     enum fv_status st =
-        fv_pipeline_process_source(env->worker, img, policy, &s->faces, &s->n_faces, &err);
+        s->face_index < 0
+            ? fv_pipeline_process_source(env->worker, img, policy, &s->faces, &s->n_faces, &err)
+            : embed_chosen(env, img, s, r, &err);
     fv_image_source_free(img);
+    if (st == FV_ERR_INVALID_ARG && r->status) /* the index is out of range: answered */
+        goto fail;
     s->decode_ms = t1 - t0;
     s->process_ms = now_ms() - t1;
     free(b.owned);
@@ -400,8 +474,8 @@ void fv_handle_verify(const struct fv_handler_env *env, const struct fv_request 
     double t_start = now_ms();
     int dim = fv_pipeline_dim(env->pipeline);
     struct input in;
-    struct side a = {"image1", "embedding1", 0, NULL, 0, 0, NULL, 0, 0};
-    struct side b = {"image2", "embedding2", 0, NULL, 0, 0, NULL, 0, 0};
+    struct side a = {"image1", "embedding1", "face1", -1, 0, NULL, 0, 0, NULL, 0, 0};
+    struct side b = {"image2", "embedding2", "face2", -1, 0, NULL, 0, 0, NULL, 0, 0};
     float *buffers = malloc((size_t)2 * dim * sizeof *buffers);
     if (!buffers) {
         fv_reply_error(r, 500, FV_API_CODE_INTERNAL, NULL, "out of memory");
@@ -426,8 +500,17 @@ void fv_handle_verify(const struct fv_handler_env *env, const struct fv_request 
     int return_embeddings;
     if (input_policy(&in, env->config->policy, 0, &policy, r) ||
         input_threshold(env, &in, &threshold, r) ||
-        input_bool(&in, "return_embeddings", &return_embeddings, r))
+        input_bool(&in, "return_embeddings", &return_embeddings, r) ||
+        input_index(&in, a.face_field, &a.face_index, r) ||
+        input_index(&in, b.face_field, &b.face_index, r))
         goto done;
+    for (int i = 0; i < 2; i++)
+        if (sides[i]->face_index >= 0 && !input_has(&in, sides[i]->image_field)) {
+            fv_reply_error(r, 400, FV_API_CODE_INVALID_FIELD, sides[i]->face_field,
+                           "%s picks a face of %s, which is not given", sides[i]->face_field,
+                           sides[i]->image_field);
+            goto done;
+        }
     /* Two images: image2 goes to an idle worker, if there is one, while this one
      * does image1; the answer is the same either way. */
     struct side_task task = {env, &in, &b, buffers + dim, {0}, 0};
@@ -691,6 +774,121 @@ void fv_handle_detect(const struct fv_handler_env *env, const struct fv_request 
                       struct fv_reply *r)
 {
     embed_or_detect(env, req, r, 0);
+}
+
+/* ---- POST /v1/align ---- */
+
+/* One face of an align answer: the detect fields, its index and the crop the
+ * network sees as base64 PNG. NULL with the reply filled in on failure. */
+static cJSON *aligned_face_json(const struct fv_handler_env *env, struct fv_image_source *img,
+                                const struct fv_face *face, int index, struct fv_reply *r)
+{
+    struct fv_error err = {0};
+    struct fv_image *crop = NULL;
+    uint8_t *png = NULL;
+    size_t png_size = 0;
+    char *text = NULL;
+    cJSON *f = NULL;
+    enum fv_status st =
+        fv_pipeline_align_source(env->pipeline, img, (const float(*)[2])face->landmarks, &crop, &err);
+    if (!st)
+        st = fv_image_encode_png(crop, &png, &png_size, &err);
+    if (st) {
+        pipeline_error(st, &err, "image", r);
+        goto fail;
+    }
+    text = fv_base64_encode(png, png_size);
+    f = fv_api_face_json(face);
+    if (!text || !f || !cJSON_AddNumberToObject(f, "index", index) ||
+        !cJSON_AddNumberToObject(f, "crop_width", crop->width) ||
+        !cJSON_AddNumberToObject(f, "crop_height", crop->height) ||
+        !cJSON_AddStringToObject(f, "crop_png", text)) {
+        fv_reply_error(r, 500, FV_API_CODE_INTERNAL, NULL, "out of memory");
+        goto fail;
+    }
+    free(text);
+    free(png);
+    fv_image_free(crop);
+    return f;
+fail:
+    cJSON_Delete(f);
+    free(text);
+    free(png);
+    fv_image_free(crop);
+    return NULL;
+}
+
+void fv_handle_align(const struct fv_handler_env *env, const struct fv_request *req,
+                     struct fv_reply *r)
+{
+    double t_start = now_ms();
+    struct input in;
+    struct blob b = {0};
+    struct fv_image_source *img = NULL;
+    struct fv_face *faces = NULL;
+    cJSON *root = NULL;
+    int n = 0, index;
+    if (input_parse(req, &in, r))
+        return;
+    enum fv_face_policy policy;
+    if (input_policy(&in, FV_FACE_ALL, 1, &policy, r) || input_index(&in, "face", &index, r))
+        goto done;
+    int got = input_image(&in, "image", &b, r);
+    if (got < 0)
+        goto done;
+    if (!got) {
+        fv_reply_error(r, 400, FV_API_CODE_MISSING_FIELD, "image", "image is required");
+        goto done;
+    }
+    if (decode_image(env, &b, "image", &img, r))
+        goto done;
+    struct fv_error err = {0};
+    enum fv_status st = fv_pipeline_detect_source(env->worker, img, policy, &faces, &n, &err);
+    if (!st && n == 0)
+        st = FV_ERR_NO_FACE;
+    if (st) {
+        pipeline_error(st, &err, "image", r);
+        goto done;
+    }
+    if (index >= n) {
+        fv_reply_error(r, 422, FV_API_CODE_INVALID_VALUE, "face",
+                       "face is %d but the image has %d face%s (0 to %d)", index, n,
+                       n == 1 ? "" : "s", n - 1);
+        goto done;
+    }
+    const struct fv_model_meta *meta = fv_pipeline_model_meta(env->pipeline);
+    root = cJSON_CreateObject();
+    add_model_fields(env, root);
+    cJSON_AddStringToObject(root, "policy", fv_face_policy_name(policy));
+    cJSON_AddNumberToObject(root, "width", fv_image_source_info(img)->width);
+    cJSON_AddNumberToObject(root, "height", fv_image_source_info(img)->height);
+    cJSON *input = cJSON_AddObjectToObject(root, "input");
+    cJSON_AddNumberToObject(input, "width", meta->input_w);
+    cJSON_AddNumberToObject(input, "height", meta->input_h);
+    cJSON *list = cJSON_AddArrayToObject(root, "faces");
+    if (!list) {
+        fv_reply_error(r, 500, FV_API_CODE_INTERNAL, NULL, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        if (index >= 0 && i != index)
+            continue;
+        cJSON *f = aligned_face_json(env, img, &faces[i], i, r);
+        if (!f)
+            goto done;
+        cJSON_AddItemToArray(list, f);
+    }
+    fv_metrics_faces(env->metrics, index >= 0 ? 1 : n);
+    cJSON *t = cJSON_AddObjectToObject(root, "timings_ms");
+    cJSON_AddNumberToObject(t, "total", round_to(now_ms() - t_start, 10));
+    fv_reply_json(r, 200, root);
+    root = NULL;
+done:
+    cJSON_Delete(root);
+    free(faces);
+    fv_image_source_free(img);
+    free(b.owned);
+    input_free(&in);
 }
 
 /* ---- GET routes ---- */

@@ -33,6 +33,8 @@ struct fv_reply {
     size_t size;
     const char *content_type; /* static string */
     char allow[64];           /* Allow header for 405, "" otherwise */
+    /* More headers: static name, value, name, value, ..., NULL; NULL for none. */
+    const char *const *headers;
 };
 
 /* Frees the body and zeroes the reply; NULL is fine. */

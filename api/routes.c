@@ -8,6 +8,7 @@ const struct fv_route fv_routes[] = {
     {"POST", "/v1/verify", 0, FV_ROUTE_BODY | FV_ROUTE_WORKER, fv_handle_verify, FV_API_ON_IMAGES},
     {"POST", "/v1/embed", 0, FV_ROUTE_BODY | FV_ROUTE_WORKER, fv_handle_embed, FV_API_ON_IMAGES},
     {"POST", "/v1/detect", 0, FV_ROUTE_BODY | FV_ROUTE_WORKER, fv_handle_detect, FV_API_ON_IMAGES},
+    {"POST", "/v1/align", 0, FV_ROUTE_BODY | FV_ROUTE_WORKER, fv_handle_align, FV_API_ON_IMAGES},
     {"POST", "/v1/evaluations", 0, FV_ROUTE_BODY | FV_ROUTE_WORKER, fv_handle_evaluation_new,
      FV_API_ON_EVAL_NEW},
     {"GET", "/v1/evaluations/{id}", 1, 0, fv_handle_evaluation_get, FV_API_ON_EVAL_ID},
@@ -17,6 +18,9 @@ const struct fv_route fv_routes[] = {
     {"GET", "/readyz", 0, FV_ROUTE_OPEN, fv_handle_readyz, FV_API_ON_READY},
     {"GET", "/metrics", 0, FV_ROUTE_OPEN, fv_handle_metrics, 0},
     {"GET", "/openapi.json", 0, FV_ROUTE_OPEN, fv_handle_openapi, 0},
+    {"GET", "/", 0, FV_ROUTE_OPEN, fv_handle_page, 0},
+    {"GET", "/app.js", 0, FV_ROUTE_OPEN, fv_handle_page, 0},
+    {"GET", "/app.css", 0, FV_ROUTE_OPEN, fv_handle_page, 0},
 };
 const int fv_route_count = (int)(sizeof fv_routes / sizeof fv_routes[0]);
 

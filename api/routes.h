@@ -108,12 +108,20 @@ unsigned fv_route_errors(const struct fv_route *r);
 extern const unsigned char fv_openapi_json[];
 extern const unsigned long fv_openapi_json_size;
 
+/* The page (api/page/), embedded the same way: api/page/index.html as
+ * fv_page_index_html, app.js as fv_page_app_js, app.css as fv_page_app_css. */
+extern const unsigned char fv_page_index_html[], fv_page_app_js[], fv_page_app_css[];
+extern const unsigned long fv_page_index_html_size, fv_page_app_js_size, fv_page_app_css_size;
+
 void fv_handle_verify(const struct fv_handler_env *env, const struct fv_request *req,
                       struct fv_reply *reply);
 void fv_handle_embed(const struct fv_handler_env *env, const struct fv_request *req,
                      struct fv_reply *reply);
 void fv_handle_detect(const struct fv_handler_env *env, const struct fv_request *req,
                       struct fv_reply *reply);
+/* POST /v1/align: the faces of one image with the aligned crop of each as PNG. */
+void fv_handle_align(const struct fv_handler_env *env, const struct fv_request *req,
+                     struct fv_reply *reply);
 void fv_handle_models(const struct fv_handler_env *env, const struct fv_request *req,
                       struct fv_reply *reply);
 void fv_handle_healthz(const struct fv_handler_env *env, const struct fv_request *req,
@@ -130,6 +138,9 @@ void fv_handle_evaluation_get(const struct fv_handler_env *env, const struct fv_
                               struct fv_reply *reply);
 void fv_handle_evaluation_cancel(const struct fv_handler_env *env, const struct fv_request *req,
                                  struct fv_reply *reply);
+/* GET /, /app.js, /app.css (page.c): open, with a strict Content-Security-Policy. */
+void fv_handle_page(const struct fv_handler_env *env, const struct fv_request *req,
+                    struct fv_reply *reply);
 void fv_handle_openapi(const struct fv_handler_env *env, const struct fv_request *req,
                        struct fv_reply *reply);
 

@@ -499,6 +499,8 @@ Test(server, openapi_lists_every_route, .timeout = 30)
         {"post", "/v1/verify"}, {"post", "/v1/embed"}, {"post", "/v1/detect"},
         {"get", "/v1/models"},  {"get", "/healthz"},   {"get", "/readyz"},
         {"get", "/metrics"},    {"get", "/openapi.json"},
+        {"post", "/v1/align"},  {"get", "/"},          {"get", "/app.js"},
+        {"get", "/app.css"},
         {"post", "/v1/evaluations"},
         {"get", "/v1/evaluations/{id}"},
         {"get", "/v1/evaluations/{id}/roc.svg"},
