@@ -5,14 +5,15 @@
 # (libheif-examples), cwebp and img2webp (webp) and cjpeg (libjpeg-turbo-progs); `make
 # slurm-test` starts a single-node Slurm of its own with slurmctld, slurmd, slurm-client and
 # munge; `make cluster-test` puts nginx-light in front of two replicas and reads ports with
-# ss from iproute2; xxd embeds api/openapi.json in the build).
+# ss from iproute2; xxd embeds api/openapi.json and the page in the build; `make
+# browser-test` drives chromium).
 # Idempotent: installs only what is missing. Prints the apt-get command when not root.
 set -eu
 packages="gcc make pkg-config libjpeg62-turbo-dev libpng-dev libheif-dev libwebp-dev
 libopenblas-dev liblapacke-dev libmicrohttpd-dev libcjson-dev libcriterion-dev
 libcurl4-openssl-dev curl openssl nodejs npm clang libclang-rt-14-dev wrk
 libheif-examples webp libjpeg-turbo-progs slurmctld slurmd slurm-client munge
-nginx-light iproute2 xxd"
+nginx-light iproute2 xxd chromium"
 missing=""
 for p in $packages; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

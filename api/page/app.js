@@ -120,8 +120,11 @@ function refreshSide(n) {
   showCrops(n);
 }
 
-function setMessage(n, text) {
-  $(`#side-${n} .message`).textContent = text;
+/* An error (the default) or a note (info) under photo n. */
+function setMessage(n, text, info = false) {
+  const m = $(`#side-${n} .message`);
+  m.textContent = text;
+  m.classList.toggle('info', info);
 }
 
 async function loadPhoto(n, file) {
@@ -132,7 +135,7 @@ async function loadPhoto(n, file) {
   lastResult = null;
   $('#result').hidden = true;
   $('#error').textContent = '';
-  setMessage(n, 'Looking for faces…');
+  setMessage(n, 'Looking for faces…', true);
   const img = $('.stage img', root);
   if (img.src.startsWith('blob:')) URL.revokeObjectURL(img.src);
   img.src = URL.createObjectURL(file);
@@ -150,7 +153,7 @@ async function loadPhoto(n, file) {
     side.faces = answer.faces;
     side.chosen = 0;
     setMessage(n, answer.faces.length > 1
-      ? `${answer.faces.length} faces: click a crop to choose the one to compare.` : '');
+      ? `${answer.faces.length} faces: click a crop to choose the one to compare.` : '', true);
     refreshSide(n);
     verify();
   } catch (e) {
