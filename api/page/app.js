@@ -28,6 +28,8 @@ function describe(error, what) {
     case 'bad_image': return `${what} is not a readable image${detail}.`;
     case 'unauthorized': return 'This server needs an API key: type it above.';
     case 'busy': return 'The server is busy: try again in a moment.';
+    case 'no_data_root': return 'This server was started without --data-root: it cannot read evaluation files.';
+    case 'forbidden_path': return `${what}: the path must stay inside the server's --data-root${detail}.`;
     default: return `${what}: ${error && error.message ? error.message : 'the request failed'}`;
   }
 }
@@ -40,23 +42,30 @@ class ApiError extends Error {
   }
 }
 
-/* POSTs form to path with the key, if one was given; the parsed JSON answer,
- * or an ApiError. A 401 shows the key box. */
-async function post(path, form) {
+/* Sends a request to path with the key, if one was given (body: FormData, or
+ * an object sent as JSON; none for a GET); the parsed JSON answer, or an
+ * ApiError. A 401 shows the key box. */
+async function call(method, path, body) {
   const headers = {};
   if (apiKey) headers['X-API-Key'] = apiKey;
+  if (body && !(body instanceof FormData)) {
+    headers['Content-Type'] = 'application/json';
+    body = JSON.stringify(body);
+  }
   let res;
   try {
-    res = await fetch(path, { method: 'POST', body: form, headers });
+    res = await fetch(path, { method, body, headers });
   } catch (e) {
     throw new ApiError(0, { code: 'network', message: 'the server cannot be reached' });
   }
-  let body = null;
-  try { body = await res.json(); } catch (e) { body = null; }
+  let answer = null;
+  try { answer = await res.json(); } catch (e) { answer = null; }
   if (res.status === 401) showKeyBox();
-  if (!res.ok) throw new ApiError(res.status, body && body.error ? body.error : { message: `HTTP ${res.status}` });
-  return body;
+  if (!res.ok) throw new ApiError(res.status, answer && answer.error ? answer.error : { message: `HTTP ${res.status}` });
+  return answer;
 }
+
+const post = (path, form) => call('POST', path, form);
 
 function showKeyBox() {
   $('#key-box').hidden = false;
@@ -234,6 +243,109 @@ async function downloadEmbeddings() {
   }
 }
 
+/* ---- an evaluation: start, poll, report ---- */
+
+let evaluation = null; /* the job being watched: {id, self, timer} */
+
+function percent(x) {
+  return `${(100 * x).toFixed(2)}%`;
+}
+
+function showReport(report, rocUrl) {
+  const rows = $('#eval-rows');
+  rows.replaceChildren();
+  for (const run of report.runs || []) {
+    const tr = document.createElement('tr');
+    const tar = (run.tar_at_far || []).map((t) => `${percent(t.tar)} at ${t.far}`).join(', ');
+    const cells = [run.label, run.pca_dim ? String(run.pca_dim) : 'none',
+      `${percent(run.mean_accuracy)} ± ${percent(run.std_accuracy)}`,
+      run.auc.toFixed(5), percent(run.eer), tar];
+    for (const text of cells) {
+      const td = document.createElement('td');
+      td.textContent = text;
+      tr.append(td);
+    }
+    rows.append(tr);
+  }
+  const failures = (report.detection_failures || []).length;
+  $('#eval-summary').textContent = `${report.pairs} pairs of ${report.images} images in ` +
+    `${report.folds} folds; ${failures} image${failures === 1 ? '' : 's'} without a detected face.`;
+  $('#eval-report').hidden = false;
+  /* The ROC is fetched like every API call (it may need the key) and shown from a blob: URL. */
+  const headers = apiKey ? { 'X-API-Key': apiKey } : {};
+  fetch(rocUrl, { headers })
+    .then((res) => (res.ok ? res.blob() : Promise.reject(new Error(`HTTP ${res.status}`))))
+    .then((blob) => {
+      const img = $('#eval-roc');
+      if (img.src.startsWith('blob:')) URL.revokeObjectURL(img.src);
+      img.src = URL.createObjectURL(blob);
+    })
+    .catch((e) => { $('#eval-error').textContent = `The ROC curve could not be loaded: ${e.message}`; });
+}
+
+function evaluationDone() {
+  if (evaluation && evaluation.timer) clearTimeout(evaluation.timer);
+  evaluation = null;
+  $('#eval-start').disabled = false;
+  $('#eval-cancel').hidden = true;
+}
+
+async function pollEvaluation() {
+  if (!evaluation) return;
+  const job = evaluation;
+  try {
+    const e = await call('GET', job.self);
+    if (job !== evaluation) return;
+    const p = e.progress || {};
+    const bar = $('#eval-progress');
+    bar.hidden = false;
+    bar.max = Math.max(1, p.total || 0);
+    bar.value = p.done || 0;
+    $('#eval-status').textContent = `${e.status}: ${p.done || 0} of ${p.total || '?'} images`;
+    if (e.status === 'done') {
+      evaluationDone();
+      showReport(e.report, e.links.roc);
+    } else if (e.status === 'failed') {
+      evaluationDone();
+      $('#eval-error').textContent = describe(e.error, 'the evaluation');
+    } else {
+      job.timer = setTimeout(pollEvaluation, 1000);
+    }
+  } catch (err) {
+    if (job !== evaluation) return;
+    evaluationDone();
+    $('#eval-error').textContent = describe(err.error, 'the evaluation');
+  }
+}
+
+async function startEvaluation() {
+  $('#eval-error').textContent = '';
+  $('#eval-report').hidden = true;
+  const body = { images: $('#eval-images').value.trim(), pairs: $('#eval-pairs').value.trim() };
+  const pca = $('#eval-pca').value;
+  if (pca !== '') body.pca_dim = Number(pca);
+  $('#eval-start').disabled = true;
+  try {
+    const e = await call('POST', '/v1/evaluations', body);
+    evaluation = { id: e.id, self: e.links.self, timer: null };
+    $('#eval-cancel').hidden = false;
+    $('#eval-status').textContent = `${e.status}`;
+    pollEvaluation();
+  } catch (err) {
+    evaluationDone();
+    $('#eval-error').textContent = describe(err.error, 'the evaluation');
+  }
+}
+
+async function cancelEvaluation() {
+  if (!evaluation) return;
+  try {
+    await call('POST', `${evaluation.self}/cancel`);
+  } catch (err) {
+    $('#eval-error').textContent = describe(err.error, 'the cancel');
+  }
+}
+
 /* ---- wiring ---- */
 
 function wireSide(n) {
@@ -264,6 +376,8 @@ document.addEventListener('DOMContentLoaded', () => {
   wireSide(2);
   $('#threshold').addEventListener('input', decide);
   $('#embed').addEventListener('click', downloadEmbeddings);
+  $('#eval-start').addEventListener('click', startEvaluation);
+  $('#eval-cancel').addEventListener('click', cancelEvaluation);
   $('#key-use').addEventListener('click', async () => {
     apiKey = $('#api-key').value || null;
     if (await checkKey()) {

@@ -9,7 +9,7 @@
 // that a photo without a face shows a readable error, and that nothing broke the
 // Content-Security-Policy. Screenshots go to OUTDIR. Exit 0 only when every check held.
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { deflateSync } from "node:zlib";
@@ -100,9 +100,25 @@ mkdirSync(outDir, { recursive: true });
 const blankPath = path.join(outDir, "plain-grey.png");
 writeFileSync(blankPath, plainPng(320, 240, [128, 128, 128]));
 
+// A data root for an evaluation: six people, each a sample photo and its 12 MP phone
+// copy, in two folds of same and different pairs.
+const dataRoot = path.resolve(outDir, "data-root");
+rmSync(dataRoot, { recursive: true, force: true });
+for (let k = 1; k <= 6; k++) {
+  mkdirSync(path.join(dataRoot, "imgs", `P${k}`), { recursive: true });
+  copyFileSync(`tests/data/sample${k}.jpg`, path.join(dataRoot, "imgs", `P${k}`, `P${k}_0001.jpg`));
+  copyFileSync(`tests/data/phone/sample${k}-4032.jpg`, path.join(dataRoot, "imgs", `P${k}`, `P${k}_0002.jpg`));
+}
+writeFileSync(path.join(dataRoot, "pairs.txt"), [
+  "FOLDS 2",
+  "P1 1 2", "P2 1 2", "P3 1 2", "P1 1 P2 1", "P3 1 P4 1", "P5 1 P6 1",
+  "P4 1 2", "P5 1 2", "P6 1 2", "P1 1 P4 1", "P2 1 P5 1", "P3 1 P6 1",
+].join("\n") + "\n");
+
 let server, keyed, browser;
+const consoleErrors = [];
 try {
-  server = await startServer();
+  server = await startServer(["--data-root", dataRoot]);
   const base = `http://127.0.0.1:${server.port}`;
   console.log(`browser-test: facever on ${base}`);
   browser = await puppeteer.launch({
@@ -113,7 +129,6 @@ try {
   });
   const page = await browser.newPage();
   await page.setViewport({ width: 1200, height: 1000 });
-  const consoleErrors = [];
   page.on("console", (m) => {
     if (m.type() === "error") consoleErrors.push(m.text());
   });
@@ -214,6 +229,28 @@ try {
   check(await page.$eval("#result", (e) => e.hidden), "no result shown for a photo without a face");
   await page.screenshot({ path: path.join(outDir, "no-face-shown.png"), fullPage: true });
 
+  // An evaluation: started from the page, polled, its ROC and table shown.
+  const evalStart = Date.now();
+  await page.type("#eval-images", "imgs");
+  await page.type("#eval-pairs", "pairs.txt");
+  await page.$eval("#eval-pca", (e) => { e.value = "0"; });
+  await page.click("#eval-start");
+  await page.waitForFunction(() => !document.querySelector("#eval-report").hidden ||
+    document.querySelector("#eval-error").textContent !== "", { timeout: 120000 });
+  const evalError = await page.$eval("#eval-error", (e) => e.textContent);
+  check(evalError === "", `the evaluation finished without an error (${evalError})`);
+  await page.waitForFunction(() => document.querySelector("#eval-roc").naturalWidth > 0, { timeout: 20000 });
+  const rocSrc = await page.$eval("#eval-roc", (e) => e.src);
+  check(rocSrc.startsWith("blob:"), "the ROC curve is shown");
+  const rows = await page.$$eval("#eval-rows tr", (trs) => trs.map((tr) =>
+    [...tr.children].map((td) => td.textContent)));
+  check(rows.length >= 1 && rows.every((r) => r.length === 6 && /%/.test(r[2])),
+    `the report's table is shown (${JSON.stringify(rows)})`);
+  const progress = await page.$eval("#eval-status", (e) => e.textContent);
+  check(/^done: 12 of 12 images/.test(progress), `progress shown (${progress})`);
+  console.log(`browser-test: the evaluation took ${((Date.now() - evalStart) / 1000).toFixed(1)} s`);
+  await page.screenshot({ path: path.join(outDir, "evaluation.png"), fullPage: true });
+
   const violations = await page.evaluate(() => window.cspViolations);
   check(violations.length === 0, `no Content-Security-Policy violations (${violations.join("; ")})`);
   // The 422 of the photo without a face is logged by chromium as a failed load; nothing else may be.
@@ -246,6 +283,7 @@ try {
   await page2.screenshot({ path: path.join(outDir, "api-key.png"), fullPage: true });
 } catch (e) {
   check(false, `the run: ${e.stack || e}`);
+  if (consoleErrors.length) console.log(`browser-test: console errors so far: ${consoleErrors.join(" | ")}`);
 } finally {
   if (browser) await browser.close().catch(() => {});
   if (server) server.child.kill("SIGTERM");
