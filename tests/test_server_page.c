@@ -409,3 +409,79 @@ Test(page, page_is_served_open_with_a_strict_policy, .timeout = 60)
     cr_assert_eq(harness_server_stop(&s, 20), 0);
     unlink(keys_path);
 }
+
+/* ---- the same as multipart/form-data, as the page sends it ---- */
+
+struct form {
+    char boundary[40];
+    uint8_t *data;
+    size_t size;
+};
+
+static void form_add(struct form *f, const char *name, const void *data, size_t size)
+{
+    char head[256];
+    int n = snprintf(head, sizeof head,
+                     "--%s\r\nContent-Disposition: form-data; name=\"%s\"%s\r\n\r\n", f->boundary,
+                     name, size > 64 ? "; filename=\"photo.jpg\"\r\nContent-Type: image/jpeg" : "");
+    f->data = realloc(f->data, f->size + (size_t)n + size + 2);
+    cr_assert_not_null(f->data);
+    memcpy(f->data + f->size, head, (size_t)n);
+    memcpy(f->data + f->size + n, data, size);
+    memcpy(f->data + f->size + n + size, "\r\n", 2);
+    f->size += (size_t)n + size + 2;
+}
+
+static struct resp form_post(const struct server *s, const char *path, struct form *f)
+{
+    char tail[64], type[96];
+    int n = snprintf(tail, sizeof tail, "--%s--\r\n", f->boundary);
+    f->data = realloc(f->data, f->size + (size_t)n);
+    cr_assert_not_null(f->data);
+    memcpy(f->data + f->size, tail, (size_t)n);
+    f->size += (size_t)n;
+    snprintf(type, sizeof type, "multipart/form-data; boundary=%s", f->boundary);
+    struct resp r = harness_http(s, "POST", path, type, f->data, f->size, NULL);
+    free(f->data);
+    f->data = NULL;
+    f->size = 0;
+    return r;
+}
+
+Test(page, face_indices_as_multipart, .timeout = 60)
+{
+    struct server s;
+    harness_server_start(&s, photo_path, NULL);
+    struct bytes photo = harness_read_file(photo_path);
+    struct form f = {"fv-page-test-boundary", NULL, 0};
+    form_add(&f, "image", photo.data, photo.size);
+    form_add(&f, "face", "2", 1);
+    struct resp a = form_post(&s, "/v1/align", &f);
+    cr_assert_eq(a.status, 200, "%s", a.body);
+    const cJSON *faces = cJSON_GetObjectItem(a.json, "faces");
+    cr_assert_eq(cJSON_GetArraySize(faces), 1);
+    cr_assert_eq(number(cJSON_GetArrayItem(faces, 0), "index"), 2);
+
+    form_add(&f, "image1", photo.data, photo.size);
+    form_add(&f, "image2", photo.data, photo.size);
+    form_add(&f, "face1", "2", 1);
+    form_add(&f, "face2", "2", 1);
+    struct resp v = form_post(&s, "/v1/verify", &f);
+    cr_assert_eq(v.status, 200, "%s", v.body);
+    cr_assert_gt(number(v.json, "score"), 0.99);
+    assert_box_of(&v, "face1", cJSON_GetArrayItem(faces, 0));
+    harness_resp_free(&v);
+
+    static const char *const bad[] = {"-1", "1.5", "x", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        form_add(&f, "image1", photo.data, photo.size);
+        form_add(&f, "image2", photo.data, photo.size);
+        form_add(&f, "face1", bad[i], strlen(bad[i]));
+        v = form_post(&s, "/v1/verify", &f);
+        cr_assert_str_eq(harness_error_code(&v, 422, "face1"), "invalid_value", "face1='%s'", bad[i]);
+        harness_resp_free(&v);
+    }
+    harness_resp_free(&a);
+    free(photo.data);
+    cr_assert_eq(harness_server_stop(&s, 20), 0);
+}
