@@ -1,6 +1,6 @@
 # browser.mk - the page (GET /) in a real browser: tests/browser/page.mjs starts
 # `facever serve --port 0`, drives Debian's chromium headless with puppeteer-core
-# (pinned in tests/browser/, installed into $(BROWSER_DIR) by scripts/browser-node.sh)
+# (pinned in tests/browser/, installed into $(BROWSER_DIR) by scripts/npm-pinned.sh)
 # and saves screenshots in $(BROWSER_DIR).
 #
 #   make browser-test                     SKIP (exit 0) without chromium or node
@@ -13,8 +13,8 @@ CHROMIUM         ?= /usr/bin/chromium
 BROWSER_TIMEOUT  ?= 180
 BROWSER_REQUIRED ?= 0
 
-$(BROWSER_DIR)/.stamp: tests/browser/package.json tests/browser/package-lock.json scripts/browser-node.sh
-	@sh scripts/browser-node.sh $(BROWSER_DIR)
+$(BROWSER_DIR)/.stamp: tests/browser/package.json tests/browser/package-lock.json scripts/npm-pinned.sh
+	@sh scripts/npm-pinned.sh tests/browser $(BROWSER_DIR) browser-node
 
 .PHONY: browser-test
 browser-test: $(FACEVER) models/.stamp tests/data/.stamp tests/data/phone/.stamp $(BROWSER_DIR)/.stamp

@@ -6,13 +6,13 @@
 #                         (FV_CONTRACT_LOG) and then checks with this target
 #
 # The packages are installed once per lockfile into $(CONTRACT)/node_modules by
-# scripts/contract-node.sh; without node the checks are skipped with a notice.
+# scripts/npm-pinned.sh; without node the checks are skipped with a notice.
 
 CONTRACT     := $(BUILD)/contract
 CONTRACT_LOG := $(CONTRACT)/responses.jsonl
 
-$(CONTRACT)/.stamp: tests/contract/package.json tests/contract/package-lock.json scripts/contract-node.sh
-	@sh scripts/contract-node.sh $(CONTRACT)
+$(CONTRACT)/.stamp: tests/contract/package.json tests/contract/package-lock.json scripts/npm-pinned.sh
+	@sh scripts/npm-pinned.sh tests/contract $(CONTRACT) contract-node
 
 .PHONY: contract-check
 contract-check: $(CONTRACT)/.stamp

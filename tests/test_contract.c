@@ -207,7 +207,7 @@ Test(contract, route_error_statuses_documented)
 
 /* ---- node: tests/contract/check.mjs with the pinned packages ---- */
 
-/* The folder scripts/contract-node.sh installed the packages into, or NULL
+/* The folder scripts/npm-pinned.sh installed the packages into, or NULL
  * (the test is skipped, saying why). */
 static const char *contract_node(void)
 {
@@ -221,8 +221,9 @@ static const char *contract_node(void)
     char stamp[512];
     snprintf(stamp, sizeof stamp, "%s/.stamp", dir);
     if (access(stamp, R_OK) != 0) {
-        cr_skip_test("%s is missing: run sh scripts/contract-node.sh %s (make test does)", stamp,
-                     dir);
+        cr_skip_test("%s is missing: run sh scripts/npm-pinned.sh tests/contract %s contract "
+                     "(make test does)",
+                     stamp, dir);
         return NULL;
     }
     return dir;

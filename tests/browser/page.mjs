@@ -2,7 +2,7 @@
 //
 // Starts `FACEVER serve --port 0` (the port read from its "listening on" line, as
 // tests/server_harness.c does), opens / in CHROMIUM headless through puppeteer-core
-// (installed into $FV_BROWSER_NODE/node_modules by scripts/browser-node.sh), chooses
+// (installed into $FV_BROWSER_NODE/node_modules by scripts/npm-pinned.sh), chooses
 // tests/data/sample1.jpg and a 12 MP phone copy of it through the file inputs, and checks
 // that the score shown is the API's for the same request, that faces were drawn and
 // their crops shown, that the threshold slider re-decides without asking the server,

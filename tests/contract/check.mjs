@@ -4,7 +4,7 @@
 //   node tests/contract/check.mjs responses SPEC LOG...    check logged answers against SPEC
 //
 // FV_CONTRACT_NODE names the folder whose node_modules holds the packages
-// (scripts/contract-node.sh installs them; default build/contract). LOG files hold one JSON
+// (scripts/npm-pinned.sh installs them; default build/contract). LOG files hold one JSON
 // object a line, {method, path, status, content_type, body}, as tests/server_harness.c
 // writes them under FV_CONTRACT_LOG. Each answer must have its status documented for its
 // route and method, and its body must match that response's schema; an error answer to a
