@@ -25,7 +25,7 @@ FUZZ_BINS     := $(foreach n,$(FUZZ_NAMES),$(FUZZ_BUILD)/fuzz_$(n))
 FUZZ_LIB_SRCS := $(foreach m,api eval pipeline model,$(wildcard $(m)/*.c))
 FUZZ_LIB_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(FUZZ_LIB_SRCS)) \
                  $(foreach i,$(KERNEL_ISAS),$(FUZZ_BUILD)/model/kern/kernels.$(i).o) \
-                 $(FUZZ_BUILD)/gen/openapi_json.o
+                 $(FUZZ_BUILD)/gen/openapi_json.o $(FUZZ_BUILD)/gen/page_files.o
 SECONDS       ?= 60
 FUZZ_JOBS     ?= 1
 
@@ -59,6 +59,10 @@ $(FUZZ_BUILD)/model/kern/kernels.%.o: model/kern/kernels.c | $(FUZZ_BUILD)/.giti
 
 # api/openapi.json as bytes, from the main build's generated source (Makefile).
 $(FUZZ_BUILD)/gen/openapi_json.o: $(BUILD)/gen/openapi_json.c | $(FUZZ_BUILD)/.gitignore
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+# and the page's files (GET /, /app.js, /app.css)
+$(FUZZ_BUILD)/gen/page_files.o: $(BUILD)/gen/page_files.c | $(FUZZ_BUILD)/.gitignore
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 

@@ -470,8 +470,10 @@ int main(int argc, char **argv)
         record(K_METHOD, exchange(methods[r % 4], path, NULL, "", 0, NULL), 0, "method");
         record(K_METHOD, exchange("POST", "/healthz", "application/json", "{}", 2, NULL), 0,
                "POST healthz");
-        static const char *const paths[] = {"/", "/v2/verify", "/v1/verify/x", "/v1/evaluations/zz",
-                                            "/../../etc/passwd", "/v1/evaluations/0123456789abcdef"};
+        /* "/" is the page: GET answers 200 */
+        static const char *const paths[] = {"/index.htm", "/v2/verify", "/v1/verify/x",
+                                            "/v1/evaluations/zz", "/../../etc/passwd",
+                                            "/v1/evaluations/0123456789abcdef"};
         record(K_PATH, exchange("GET", paths[r % 6], NULL, "", 0, NULL), 0, "path");
         static const char *const types[] = {"text/plain", "application/xml", "image/jpeg",
                                             "application/jsonx", "multipart/mixed; boundary=a"};
